@@ -479,8 +479,6 @@ class HouseholdEnv:
     @property
     def admissible_commands(self) -> list[str]:
         """Commands that do something in this state, in ALFWorld's phrasing."""
-        if self.done:
-            return []
         here, held = self.location, self._held()
         commands = ["look", "inventory"] + [f"go to {r}" for r in self.receptacles if r != here]
         if here is not None:
@@ -591,11 +589,10 @@ class HouseholdEnv:
             if here == recep:  # we are here and have not seen inside: it must be closed
                 return (f"The {recep} is closed; I open it to look for a {o_type}.", f"open {recep}")
             first = self._search_order(o_type)[0]
-            goal = f"I need a {o_type} to look at the {self._held()} under it" if then_use else f"I need a {o_type}"
             kind = self.rtype[recep]
             how_often = "often" if kind == self.rtype[first] else "sometimes"
-            return (f"{goal}. {_plural(o_type).capitalize()} are {how_often} in/on {_plural(kind)}; "
-                    f"{recep} is still unexplored.", f"go to {recep}")
+            return (f"{_plural(o_type).capitalize()} are {how_often} in/on {_plural(kind)}; "
+                    f"{recep} is unexplored.", f"go to {recep}")
         return (f"I have looked everywhere for a {o_type}; I look around again.", "look")
 
     def _search_order(self, o_type: str) -> list[str]:
@@ -670,12 +667,9 @@ register("household", HouseholdEnv)
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
 
 SYSTEM_PROMPT = (
-    "You are an agent in a text-based household environment. Each turn you are given your task, the recent "
-    "history of observations and actions, the current observation, and the admissible actions. Think about "
-    "what to do next, then act.\n"
-    "Reply in exactly this format:\n"
-    "REASON: <one or two sentences on why>\n"
-    "ACTION: <one action, copied from the admissible actions>"
+    "You are a household agent. Given the task, recent history, observation and admissible actions, reply:\n"
+    "REASON: <why, in one sentence>\n"
+    "ACTION: <one admissible action>"
 )
 # Listing 1 of the AgentPRM paper (Sec. 4.1, steered exploration): added only when sampling in Stage 3.
 STEERED_EXPLORATION_PROMPT = (
@@ -766,21 +760,25 @@ def parse_response(text: str) -> ParsedResponse:
     return ParsedResponse(reason=reason, action=action or None)
 
 
-def build_messages(task: str, history: Sequence[tuple[str, str]], observation: str, admissible: Sequence[str],
+def build_messages(task: str, history: Sequence[tuple[str, ...]], observation: str, admissible: Sequence[str],
                    history_window: int, extra_instructions: str | None = None) -> list[dict[str, str]]:
     """The chat prompt for state s_t: system rules, then one user turn with the task, the last
-    `history_window` (observation, action) turns, the current observation and the admissible actions.
+    `history_window` turns of the history, the current observation and the admissible actions.
 
-    The history holds the actions the agent really took (the official code put observations there)."""
+    History items are (observation, action) or (observation, reason, action); a non-empty reason is shown
+    on its own line. The history holds the actions the agent really took (the official code put
+    observations there)."""
     system = SYSTEM_PROMPT + ("\n" + extra_instructions if extra_instructions else "")
     lines = [f"Task: {task}"]
     shown = list(history)[-history_window:] if history_window > 0 else []
     if shown:
         lines.append("")
         lines.append(f"History (last {len(shown)} of {len(history)} turns):")
-        for obs, act in shown:
-            lines.append(f"Observation: {obs}")
-            lines.append(f"Action: {act}")
+        for turn in shown:
+            lines.append(f"Observation: {turn[0]}")
+            if len(turn) == 3 and turn[1]:
+                lines.append(f"Reason: {turn[1]}")
+            lines.append(f"Action: {turn[-1]}")
     lines.append("")
     lines.append(f"Current observation: {observation}")
     if admissible:
@@ -789,11 +787,37 @@ def build_messages(task: str, history: Sequence[tuple[str, str]], observation: s
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
 
 
-def trajectory_messages(traj: Trajectory, t: int, history_window: int,
-                        extra_instructions: str | None = None) -> list[dict[str, str]]:
+def with_extra_instructions(messages: list[dict[str, str]], extra: str) -> list[dict[str, str]]:
+    """The same prompt with `extra` appended to the system rules (e.g. steered exploration, Listing 1)."""
+    return [{**messages[0], "content": messages[0]["content"] + "\n" + extra}] + list(messages[1:])
+
+
+def drop_oldest_turn(messages: list[dict[str, str]]) -> list[dict[str, str]] | None:
+    """The same prompt with the oldest history turn removed (None if there is no history left).
+    Used when a prompt is too long for the model's context."""
+    lines = messages[-1]["content"].split("\n")
+    starts = [i for i, line in enumerate(lines) if line.startswith("Observation: ")]
+    if not starts:
+        return None
+    first = starts[0]
+    end = starts[1] if len(starts) > 1 else next(i for i in range(first, len(lines)) if lines[i] == "")
+    del lines[first:end]
+    header = next(i for i, line in enumerate(lines) if line.startswith("History ("))
+    if len(starts) == 1:  # the history section is now empty: drop its header and blank line too
+        del lines[header - 1:header + 1]
+    else:
+        total = re.search(r"of (\d+) turns", lines[header])
+        lines[header] = f"History (last {len(starts) - 1} of {total.group(1) if total else '?'} turns):"
+    return messages[:-1] + [{**messages[-1], "content": "\n".join(lines)}]
+
+
+def trajectory_messages(traj: Trajectory, t: int, history_window: int, extra_instructions: str | None = None,
+                        history_reasons: bool = False) -> list[dict[str, str]]:
     """The prompt the policy saw (or would see) at step t of a trajectory; t == len(steps) is the state
-    after the last step. Every algorithm builds prompts through this one function."""
-    history = [(s.observation, s.action or INVALID_ACTION) for s in traj.steps[:t]]
+    after the last step. Every algorithm — and the rollout runner — builds prompts through this function.
+    history_reasons=True also shows the agent's past REASONs (the state then includes its past thoughts)."""
+    history = [(s.observation, s.reason if history_reasons else "", s.action or INVALID_ACTION)
+               for s in traj.steps[:t]]
     return build_messages(traj.task, history, traj.observation_at(t), traj.admissible_at(t),
                           history_window, extra_instructions)
 
@@ -808,39 +832,37 @@ Policy = Callable[[list[list[dict[str, str]]], list[TextEnv]], list[str]]
 expert or a random agent may look at) to one response string each."""
 
 
-def rollout(envs: Sequence[TextEnv], policy: Policy, history_window: int = 5, progress: bool = False,
-            desc: str = "rollout") -> list[Trajectory]:
+def rollout(envs: Sequence[TextEnv], policy: Policy, history_window: int = 2, progress: bool = False,
+            desc: str = "rollout", history_reasons: bool = False) -> list[Trajectory]:
     """Play one episode in every env at once. Each step, ``policy`` is called ONCE with the prompts of all
-    live episodes (so an LLM policy can batch them). Returns one Trajectory per env, in order."""
-    trajectories, observations = [], []
+    live episodes (so an LLM policy can batch them). Returns one Trajectory per env, in order.
+
+    While an episode runs, its trajectory's final_observation / final_admissible hold the CURRENT state, so
+    the prompt is trajectory_messages(traj, len(traj.steps)) — the same function the algorithms use later."""
+    trajectories = []
     for env in envs:
         obs, _ = env.reset()
         trajectories.append(Trajectory(env=getattr(env, "env_name", type(env).__name__), split=getattr(env, "split", ""),
-                                       game_id=env.game_id, task_type=env.task_type, task=env.task))
-        observations.append(_strip_task(obs))
+                                       game_id=env.game_id, task_type=env.task_type, task=env.task,
+                                       final_observation=_strip_task(obs), final_admissible=list(env.admissible_commands)))
     live = list(range(len(envs)))
     bar = _progress(total=len(envs), desc=desc, enabled=progress)
     while live:
-        admissible = {i: list(envs[i].admissible_commands) for i in live}
-        prompts = []
-        for i in live:
-            history = [(s.observation, s.action or INVALID_ACTION) for s in trajectories[i].steps]
-            prompts.append(build_messages(trajectories[i].task, history, observations[i], admissible[i],
-                                          history_window))
+        prompts = [trajectory_messages(trajectories[i], len(trajectories[i].steps), history_window,
+                                       history_reasons=history_reasons) for i in live]
         responses = policy(prompts, [envs[i] for i in live])
         if len(responses) != len(live):
             raise ValueError(f"policy returned {len(responses)} responses for {len(live)} prompts")
         still_live = []
         for i, response in zip(live, responses):
-            parsed = parse_response(response)
+            traj, parsed = trajectories[i], parse_response(response)
             # An unusable response still costs a turn: the engine answers "Nothing happens."
             next_obs, reward, done, info = envs[i].step(parsed.action if parsed.action else "")
-            trajectories[i].steps.append(Step(observations[i], admissible[i], response, parsed.reason,
-                                              parsed.action, next_obs, float(reward), bool(done)))
-            observations[i] = next_obs
+            traj.steps.append(Step(traj.final_observation, traj.final_admissible, response, parsed.reason,
+                                   parsed.action, next_obs, float(reward), bool(done)))
+            traj.final_observation, traj.final_admissible = next_obs, list(envs[i].admissible_commands)
             if done:
-                trajectories[i].won = bool(info.get("won", envs[i].won))
-                trajectories[i].final_observation = next_obs
+                traj.won = bool(info.get("won", envs[i].won))
                 bar.update(1)
             else:
                 still_live.append(i)
@@ -886,10 +908,10 @@ def make_envs(name: str, split: str, n: int, start: int = 0, **kwargs: Any) -> l
     return [make(name, split=split, seed=start + i, **kwargs) for i in range(n)]
 
 
-def expert_demonstrations(name: str, split: str, n: int, start: int = 0, history_window: int = 5,
-                          **kwargs: Any) -> list[Trajectory]:
-    """n expert episodes (only the won ones are demonstrations; the household expert wins them all)."""
-    return [t for t in rollout(make_envs(name, split, n, start, **kwargs), expert_policy, history_window) if t.won]
+def expert_demonstrations(name: str, split: str, n: int, start: int = 0, **kwargs: Any) -> list[Trajectory]:
+    """Expert episodes on games start..start+n-1 (only the won ones are demonstrations; the household
+    expert wins them all)."""
+    return [t for t in rollout(make_envs(name, split, n, start, **kwargs), expert_policy) if t.won]
 
 
 def strip_reasons(traj: Trajectory) -> Trajectory:

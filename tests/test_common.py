@@ -1,0 +1,216 @@
+"""Plumbing: log-prob scoring parity, generation, scalar heads, adapters, the training loop, the CLI."""
+
+import dataclasses
+import math
+import warnings
+
+import pytest
+import torch
+
+import common
+import envs
+
+
+def _pairs(codec, n=4):
+    demos = envs.expert_demonstrations("household", "train", 3)
+    examples = common.sft_examples(demos, 2)[:n]
+    return [codec.prompt_ids(m) for m, _ in examples], [codec.response_ids(r) for _, r in examples]
+
+
+def test_logprob_scoring_matches_model_loss(tiny):
+    model, tokenizer, codec = tiny
+    prompts, responses = _pairs(codec)
+    with torch.no_grad():
+        sums, counts = common.sequence_logprobs(model, prompts, responses, tokenizer.pad_token_id, batch_size=3)
+        for k, (p, r) in enumerate(zip(prompts, responses)):
+            ids = torch.tensor([p + r])
+            labels = torch.tensor([[-100] * len(p) + r])
+            loss = model(input_ids=ids, labels=labels).loss  # mean NLL over the response tokens
+            assert sums[k].item() == pytest.approx(-loss.item() * len(r), rel=1e-4, abs=1e-4)
+            assert counts[k].item() == len(r)
+
+
+def test_logprob_scoring_is_independent_of_batching_and_padding(tiny):
+    model, tokenizer, codec = tiny
+    prompts, responses = _pairs(codec, 5)
+    with torch.no_grad():
+        together, _ = common.sequence_logprobs(model, prompts, responses, tokenizer.pad_token_id, batch_size=5)
+        alone = torch.cat([common.sequence_logprobs(model, [p], [r], tokenizer.pad_token_id)[0]
+                           for p, r in zip(prompts, responses)])
+    assert torch.allclose(together, alone, atol=1e-4)
+
+
+def test_logprob_scoring_has_gradients(tiny):
+    model, tokenizer, codec = tiny
+    prompts, responses = _pairs(codec, 2)
+    sums, _ = common.sequence_logprobs(model, prompts, responses, tokenizer.pad_token_id)
+    sums.sum().backward()
+    assert model.get_output_embeddings().weight.grad is not None
+    model.zero_grad(set_to_none=True)
+
+
+def test_generation_left_padding_matches_one_at_a_time(tiny):
+    model, tokenizer, codec = tiny
+    demos = envs.expert_demonstrations("household", "train", 2)
+    prompts = [m for m, _ in common.sft_examples(demos, 2)[:4]]
+    batched = common.generate(model, codec, prompts, n=1, temperature=0.0, max_new_tokens=12, batch_size=4)
+    for prompt, [sample] in zip(prompts, batched):
+        [[alone]] = common.generate(model, codec, [prompt], n=1, temperature=0.0, max_new_tokens=12)
+        assert alone.token_ids == sample.token_ids
+
+
+def test_generation_returns_n_samples_and_stops_at_end_of_turn(tiny):
+    model, tokenizer, codec = tiny
+    prompts = [envs.build_messages("t", [], "o", ["look"], 2)] * 3
+    torch.manual_seed(0)
+    out = common.generate(model, codec, prompts, n=4, temperature=1.0, max_new_tokens=8, batch_size=8)
+    assert [len(o) for o in out] == [4, 4, 4]
+    for sample in (s for group in out for s in group):
+        assert len(sample.token_ids) <= 8
+        assert sample.finished == (sample.token_ids[-1] in codec.eot_ids)
+
+
+def test_end_of_turn_token_comes_from_the_chat_template(tiny):
+    _, tokenizer, codec = tiny
+    assert tokenizer.convert_ids_to_tokens(codec.eot) == "<|im_end|>"
+    assert codec.response_ids("ACTION: look")[-1] == codec.eot
+
+
+def test_long_prompts_drop_the_oldest_history_first(tiny):
+    _, tokenizer, _ = tiny
+    codec = common.ChatCodec(tokenizer, max_length=200)
+    history = [(f"You arrive at cabinet {i}. The cabinet {i} is closed.", f"go to cabinet {i}") for i in range(30)]
+    messages = envs.build_messages("put a mug in cabinet.", history, "now", ["look"], history_window=30)
+    with pytest.warns(UserWarning, match="dropping the oldest history turns"):
+        ids = codec.prompt_ids(messages, max_new_tokens=50)
+    assert len(ids) <= 150
+    text = tokenizer.decode(ids)
+    assert "cabinet 29" in text and "cabinet 0." not in text and "Current observation: now" in text
+
+
+def test_scalar_head_reads_the_last_real_token(tiny):
+    model, tokenizer, codec = tiny
+    prompts, responses = _pairs(codec, 3)
+    sequences = [p + r for p, r in zip(prompts, responses)]
+    head = torch.nn.Linear(model.config.hidden_size, 1)
+    with torch.no_grad():
+        scores = common.scalar_scores(model, head, sequences, tokenizer.pad_token_id, batch_size=3)
+        for k, seq in enumerate(sequences):
+            hidden = model.model(input_ids=torch.tensor([seq])).last_hidden_state[0, -1]
+            assert scores[k].item() == pytest.approx(head(hidden).item(), abs=1e-5)
+
+
+def test_train_loop_stops_on_nan_and_keeps_the_last_good_weights():
+    w = torch.nn.Parameter(torch.tensor([1.0]))
+    losses = iter([torch.tensor(1.0), torch.tensor(float("nan"))])
+
+    def loss_fn(_):
+        loss = next(losses)
+        return (w * loss).sum() if torch.isfinite(loss) else loss + w.sum(), {"loss": float(loss)}
+
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        result = common.train_loop([w], [0, 1, 2], loss_fn, lr=0.1)
+    assert result.stopped_on_nan and result.steps == 1
+    after_one_step = w.item()
+    assert after_one_step != 1.0 and math.isfinite(after_one_step)
+
+
+def test_agent_model_roles_share_one_base(tiny_folder, tmp_path):
+    runtime = common.resolve_runtime("cpu")
+    agent = common.build_agent_model(str(tiny_folder), runtime, quantize=False, lora_r=4, lora_alpha=8,
+                                     max_length=1024)
+    params = agent.trainable_parameters("policy")
+    with torch.no_grad():
+        for p in params:
+            p.add_(0.01 * torch.randn_like(p))
+    agent.add_role("reference", copy_from="policy")
+    agent.add_role("prm", head=True)
+    prompts, responses = _pairs(agent.codec, 2)
+    pad = agent.tokenizer.pad_token_id
+    with torch.no_grad():
+        with agent.role("policy"):
+            pol = common.sequence_logprobs(agent.peft, prompts, responses, pad)[0]
+        with agent.role("reference"):
+            ref = common.sequence_logprobs(agent.peft, prompts, responses, pad)[0]
+        with agent.peft.disable_adapter():
+            base = common.sequence_logprobs(agent.peft, prompts, responses, pad)[0]
+    assert torch.allclose(pol, ref, atol=1e-5) and not torch.allclose(pol, base, atol=1e-5)
+    # only the policy adapter is given to the optimizer
+    names = {n for n, p in agent.peft.named_parameters() if any(p is q for q in params)}
+    assert names and all(".policy." in n for n in names)
+    # save and load a role with its head
+    agent.save_role("prm", tmp_path / "prm")
+    assert (tmp_path / "prm" / "adapter_config.json").exists() and (tmp_path / "prm" / "scalar_head.pt").exists()
+    before = agent.heads["prm"].weight.detach().clone()
+    agent.add_role("prm", head=True, fresh=True)
+    agent.load_role("prm", tmp_path / "prm")
+    assert torch.equal(agent.heads["prm"].weight, before)
+
+
+def test_4bit_base_with_lora_trains_on_cpu(tiny_folder):
+    pytest.importorskip("bitsandbytes")
+    runtime = common.resolve_runtime("cpu")
+    agent = common.build_agent_model(str(tiny_folder), runtime, quantize=True, lora_r=4, lora_alpha=8,
+                                     max_length=1024)
+    assert any("4bit" in type(m).__name__.lower() for m in agent.peft.modules())
+    prompts, responses = _pairs(agent.codec, 2)
+    params = agent.trainable_parameters("policy")
+    sums, _ = common.sequence_logprobs(agent.peft, prompts, responses, agent.tokenizer.pad_token_id)
+    (-sums.sum()).backward()
+    assert all(p.grad is not None for p in params)
+
+
+def test_unknown_model_and_bad_flags_are_user_errors():
+    with pytest.raises(common.UserError, match="unknown model"):
+        common.resolve_model_path("gpt-17")
+    with pytest.raises(common.UserError, match="load-in-4bit"):
+        common.quantize_flag("maybe", common.resolve_runtime("cpu"))
+    with pytest.raises(common.UserError, match="dtype"):
+        common.resolve_runtime("cpu", "fp8")
+
+
+def test_every_flag_has_help():
+    import action_prm
+    import agent_prm
+    import inverse_prm
+
+    for module in (agent_prm, inverse_prm, action_prm):
+        for f in dataclasses.fields(module.Args):
+            assert f.metadata.get("help"), f"{module.__name__}.Args.{f.name} has no help string"
+
+
+def test_run_dir_resume_and_atomic_files(tmp_path):
+    @dataclasses.dataclass
+    class A:
+        x: int = 1
+
+    run = common.RunDir("algo", "env", 0, str(tmp_path / "r"), A())
+    assert not run.done("stage1")
+    run.mark_done("stage1")
+    run.log(step=1, loss=0.5)
+    run.write_jsonl("d.jsonl", [{"a": 1}])
+    again = common.RunDir("algo", "env", 0, str(tmp_path / "r"), A(x=2))
+    assert again.done("stage1") and again.read_jsonl("d.jsonl") == [{"a": 1}]
+    assert not list((tmp_path / "r").glob("*.tmp"))
+
+
+def test_prefix_shared_scoring_equals_plain_scoring(tiny):
+    model, tokenizer, codec = tiny
+    pad = tokenizer.pad_token_id
+    prompts, responses = _pairs(codec, 3)
+    groups = [[responses[(k + j) % 3][: 5 + 3 * j] for j in range(4)] for k in range(3)]  # G = 4, uneven lengths
+    head = torch.nn.Linear(model.config.hidden_size, 1)
+    with torch.no_grad():
+        shared, counts = common.continuation_logprobs(model, prompts, groups, pad, prompts_per_batch=2)
+        plain, plain_counts = common.sequence_logprobs(model, [p for p in prompts for _ in range(4)],
+                                                       [c for g in groups for c in g], pad)
+        assert torch.allclose(shared.flatten(), plain, atol=1e-4) and torch.equal(counts.flatten(), plain_counts)
+        shared_scores = common.continuation_scores(model, head, prompts, groups, pad, prompts_per_batch=3)
+        plain_scores = common.scalar_scores(model, head, [p + c for p, g in zip(prompts, groups) for c in g], pad)
+        assert torch.allclose(shared_scores.flatten(), plain_scores, atol=1e-4)
+    # gradients flow through the shared prefix too
+    shared, _ = common.continuation_logprobs(model, prompts[:1], groups[:1], pad)
+    shared.sum().backward()
+    assert model.get_output_embeddings().weight.grad is not None
+    model.zero_grad(set_to_none=True)

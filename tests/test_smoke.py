@@ -1,0 +1,80 @@
+"""End-to-end smoke tests: every script's --help, --quick runs with the tiny model, and user errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ["agent_prm.py", "inverse_prm.py", "action_prm.py"]
+
+
+def run(script, *args, timeout=900):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env=env)
+
+
+@pytest.mark.parametrize("script", SCRIPTS + ["envs.py", "benchmarks/speed.py"])
+def test_help_exits_zero(script):
+    result = run(script, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "usage" in result.stdout
+
+
+@pytest.mark.parametrize("script,args,message", [
+    ("agent_prm.py", ["--model", "gpt-17"], "unknown model 'gpt-17'"),
+    ("agent_prm.py", ["--env", "nope"], "unknown --env 'nope'"),
+    ("agent_prm.py", ["--gamma", "1.5"], "--gamma must be in (0, 1]"),
+    ("agent_prm.py", ["--policy", "/no/such/adapter", "--sft-demos", "1"], "no such folder"),
+    ("agent_prm.py", ["--eval-splits", "test"], "unknown --eval-splits test"),
+    ("inverse_prm.py", ["--demos-file", "/no/such/file.jsonl"], "no such file"),
+    ("inverse_prm.py", ["--gamma", "0"], "--gamma must be in (0, 1]"),
+])
+def test_user_errors_are_one_line_exit_2(script, args, message, tmp_path):
+    result = run(script, *args, "--out", str(tmp_path / "run"))
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_inverse_prm_rejects_bad_demonstration_files(tmp_path):
+    cases = {"empty.jsonl": "", "garbage.jsonl": "not json\n",
+             "noaction.jsonl": json.dumps({"task": "t", "steps": [{"observation": "o"}]}) + "\n",
+             "otherenv.jsonl": json.dumps({"env": "alfworld", "task": "t",
+                                           "steps": [{"observation": "o", "action": "look"}]}) + "\n"}
+    for name, content in cases.items():
+        path = tmp_path / name
+        path.write_text(content)
+        out = tmp_path / f"run_{name}"
+        result = run("inverse_prm.py", "--demos-file", str(path), "--out", str(out))
+        assert result.returncode == 2 and "error: --demos-file" in result.stderr, (name, result.stderr[-1000:])
+        assert not out.exists(), "nothing may be written for a bad input"
+
+
+def _check_run_folder(out: Path):
+    assert (out / "args.json").exists() and (out / "summary.json").exists()
+    assert (out / "metrics.jsonl").read_text().strip()
+    summary = json.loads((out / "summary.json").read_text())
+    return summary
+
+
+def test_agent_prm_quick(tmp_path):
+    out = tmp_path / "agent_prm"
+    result = run("agent_prm.py", "--quick", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    for row in ("π0", "π1", "BoN(π0,Q0)", "BoN(π1,Q0)"):
+        assert row in result.stdout
+    summary = _check_run_folder(out)
+    assert {"π0", "π1", "BoN(π0,Q0)"} <= set(summary["rows"])
+    assert (out / "iter1" / "prm" / "adapter_config.json").exists()
+    assert (out / "iter1" / "policy" / "adapter_config.json").exists()
+    bon = [json.loads(line) for line in (out / "evals" / "BoN_π0_Q0__eval_in_distribution.jsonl").open()]
+    assert all("prm_q_candidates" in step for traj in bon for step in traj["steps"])
+    # re-running with the same --out skips every finished stage
+    again = run("agent_prm.py", "--quick", "--out", str(out), timeout=300)
+    assert again.returncode == 0 and "stage 1:" in again.stdout
+    assert "rollouts of π0 [" not in again.stderr

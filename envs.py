@@ -1020,8 +1020,8 @@ class AlfworldEnv:
 
     def _plan(self) -> list[str]:
         """A shortest winning plan from the current state, by the engine's planner ([] if there is none).
-        (TextWorld's PddlEnv computes its policy_commands the same way; asking only when needed saves the
-        planner call on every step.)"""
+        TextWorld's PddlEnv computes its policy_commands the same way; we ask only when the handcoded expert has
+        no admissible answer, because on full-size ALFWorld games a plan can take seconds."""
         try:
             with _keep_sys_argv():
                 return list(self._engine._pddl_state.replan(self._engine._entity_infos))

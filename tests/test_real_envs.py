@@ -308,6 +308,20 @@ def test_textworld_text_is_clean_and_only_admissible_commands_reach_the_engine(t
 
 
 @needs_textworld
+def test_textworld_cooking_game_is_lost_by_eating_the_ingredient(textworld_cache):
+    env = envs.make("textworld", "train", 0, cache_dir=textworld_cache)
+    env.reset()
+    walkthrough = list(env._walkthrough)
+    take = next(k for k, command in enumerate(walkthrough) if command.startswith("take "))
+    for command in walkthrough[:take + 1]:
+        env.step(command)
+    ingredient = re.match(r"take (.+) from ", walkthrough[take]).group(1)
+    obs, reward, done, info = env.step(f"eat {ingredient}")
+    assert (reward, done, info["lost"], info["won"], env.lost) == (0.0, True, True, False, True)
+    assert "*** You lost! ***" in obs and env.admissible_commands == []
+
+
+@needs_textworld
 def test_textworld_same_seed_same_game_and_splits_are_disjoint(textworld_cache, tmp_path):
     def play(env):
         obs, _ = env.reset()

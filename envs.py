@@ -7,7 +7,9 @@ What is here (pure Python, no torch, so it can be read and tested on its own):
    six task types, sparse 0/1 outcome reward, admissible commands, and a non-privileged searching expert
    that writes a short REASON for every ACTION. ALFWorld's game files cannot be downloaded offline; this
    game can be generated anywhere, from a seed, in microseconds.
-2. A registry: ``make(name, split, seed)`` and ``register(name, factory)`` for your own environments.
+2. A registry: ``make(name, split, seed)`` and ``register(name, factory)`` for your own environments, with
+   adapters for the real engines ``make("alfworld", ...)`` (the paper's benchmark) and ``make("textworld", ...)``
+   (optional packages, imported only when used; see requirements-envs.txt).
 3. The agent loop: ``build_messages`` (the prompt), ``parse_response`` (REASON/ACTION → action),
    ``rollout`` (steps many episodes at once, calling the policy once per step with every live prompt),
    and the JSON-able ``Trajectory`` records that the algorithms consume.
@@ -1120,7 +1122,7 @@ class TextWorldEnv:
 
     # ── generation ─────────────────────────────────────────────────────────────────────────────────
     def _generate(self) -> None:
-        """Generate, compile and check the game (1-4 s) in a temporary folder, then move it into place, so that an
+        """Generate, compile and check the game (2-5 s) in a temporary folder, then move it into place, so that an
         interrupted or concurrent generation never leaves a half-written game in the cache.
 
         Some generated games cannot be won by their own walkthrough (e.g. two objects the Inform 7 parser cannot

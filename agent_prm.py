@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import random
+import warnings
 from collections import defaultdict
 from typing import Any, Sequence
 
@@ -50,7 +51,7 @@ class Args(common.BaseArgs):
 
     # Stage 1
     iterations: int = field(1, "K, the number of AgentPRM iterations", group="stage 1: rollouts and Q̂")
-    train_tasks: int = field(64, "distinct training games rolled out in Stage 1 (the games after the π0 ones)",
+    train_tasks: int = field(64, "distinct training games rolled out in Stage 1 (from --first-task on)",
                              group="stage 1: rollouts and Q̂")
     rollouts_per_task: int = field(4, "rollouts of π_{i-1} per training game (revisits give Monte-Carlo averages)",
                                    group="stage 1: rollouts and Q̂")
@@ -143,15 +144,20 @@ def estimate_q_targets(trajectories: Sequence[envs.Trajectory], gamma: float) ->
 
 
 def normalize_targets(q_hat: dict[Any, float]) -> dict[Any, float]:
-    """Min-max normalise Q̂ to [0, 1] (Alg. 1 line 5). All-equal targets carry no learning signal: say so."""
+    """Min-max normalise Q̂ to [0, 1] (Alg. 1 line 5).
+
+    If every target is equal (e.g. every rollout failed) there is nothing to rank: say so, and keep the raw
+    values (clipped to [0, 1]) instead of dividing by zero. The PRM then learns a constant, which is the honest
+    outcome of such a Stage 1; a stronger π0, more tasks or more rollouts fix it."""
     if not q_hat:
         raise common.UserError("Stage 1 produced no (state, action) pairs: no rollouts were collected")
     lo, hi = min(q_hat.values()), max(q_hat.values())
     if hi - lo < 1e-12:
         outcome = "succeeded" if hi > 0 else "failed"
-        raise common.UserError(f"all {len(q_hat)} Q̂ targets equal {hi:.3g} (every rollout {outcome}), so the PRM "
-                               f"has nothing to learn; use more or different tasks (--train-tasks), more rollouts "
-                               f"(--rollouts-per-task) or a higher --rollout-temperature")
+        warnings.warn(f"all {len(q_hat)} Q̂ targets equal {hi:.3g} (every rollout {outcome}): the PRM has no "
+                      f"ranking to learn; use a stronger π0, more tasks (--train-tasks) or more rollouts "
+                      f"(--rollouts-per-task)", stacklevel=2)
+        return {key: min(1.0, max(0.0, q)) for key, q in q_hat.items()}
     return {key: (q - lo) / (hi - lo) for key, q in q_hat.items()}
 
 
@@ -541,8 +547,8 @@ def main(args: Args) -> dict[str, Any]:
     run = common.RunDir("agent_prm", args.env, args.seed, args.out, args)
     print(f"AgentPRM | model {args.model} | env {args.env} | {runtime.device} {str(runtime.dtype).split('.')[-1]}"
           f"{' 4-bit' if quantize else ''} | run {run.path}")
-    # Disjoint training games: behaviour cloning uses games [0, sft_demos), Stage 1 the next train_tasks.
-    train_tasks = list(range(args.sft_demos, args.sft_demos + args.train_tasks))
+    # Disjoint training games: behaviour cloning uses games [0, sft_demos), Stage 1 games from --first-task on.
+    train_tasks = list(range(args.first_task, args.first_task + args.train_tasks))
 
     # ── π0: behaviour cloning on expert demonstrations (Alg. 1 line 1) ──
     demos = envs.expert_demonstrations(args.env, "train", args.sft_demos, max_steps=args.max_steps) if not args.policy else []

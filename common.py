@@ -127,22 +127,30 @@ class BaseArgs:
     env: str = field("household", "environment: household | alfworld | textworld | one you registered", group="env")
     history_window: int = field(2, "past (observation, action) turns shown in the prompt", group="env")
     max_steps: int = field(30, "actions per episode (paper: 30)", group="env")
+    first_task: int | None = field(None, "first train game this algorithm rolls out / takes demonstrations from "
+                                   "(default: --sft-demos, right after π0's behaviour-cloning games 0..sft_demos-1, "
+                                   "so the two never overlap)", group="env")
     eval_games: int = field(60, "games per evaluation split", group="env")
     eval_splits: list[str] = field(["eval_in_distribution", "eval_out_of_distribution"],
                                    "splits to evaluate on; the first is the validation split", group="env")
     eval_temperature: float = field(0.3, "sampling temperature when evaluating a policy (official code: 0.3)",
                                     group="env")
     # π0
-    sft_demos: int = field(400, "expert episodes for behaviour cloning π0 (games 0..N-1 of train)", group="pi0")
-    sft_epochs: float = field(3.0, "behaviour-cloning epochs", group="pi0")
-    sft_lr: float = field(2e-3, "behaviour-cloning learning rate (tiny: all weights; otherwise the LoRA adapter)",
-                          group="pi0")
+    sft_demos: int = field(2000, "expert episodes for behaviour cloning π0 (games 0..N-1 of train); 0 = π0 is "
+                           "--model itself (e.g. a folder saved by an earlier run's behaviour cloning)", group="pi0")
+    sft_epochs: float = field(1.0, "behaviour-cloning epochs", group="pi0")
+    sft_lr: float = field(3e-3, "behaviour-cloning peak learning rate, cosine schedule (tiny: all weights; "
+                          "otherwise the LoRA adapter)", group="pi0")
     sft_batch_size: int = field(16, "behaviour-cloning batch size", group="pi0")
 
     def __post_init__(self) -> None:
         if self.quick:
             self.sft_demos, self.sft_epochs = min(self.sft_demos, 60), min(self.sft_epochs, 1.0)
             self.eval_games, self.eval_splits = min(self.eval_games, 6), self.eval_splits[:1]
+        if self.first_task is None:
+            self.first_task = self.sft_demos
+        if self.first_task < self.sft_demos:
+            raise UserError(f"--first-task {self.first_task} overlaps π0's behaviour-cloning games 0..{self.sft_demos - 1}")
         bad = [s for s in self.eval_splits if s not in envs.SPLITS]
         if bad:
             raise UserError(f"unknown --eval-splits {', '.join(bad)}; choose from {', '.join(envs.SPLITS)}")
@@ -669,6 +677,22 @@ def _by_length(n: int, lengths: Sequence[int], batch_size: int) -> list[list[int
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
+def _prefill_shared(lm, input_ids: torch.Tensor, attention_mask: torch.Tensor, n: int):
+    """Prefix sharing for n samples per prompt: run the prompts once (all but the last token, which generate
+    must see to produce the first new token), then repeat the KV cache n times. Position ids follow the
+    attention mask, exactly as generate computes them for left-padded rows."""
+    from transformers import DynamicCache
+
+    if input_ids.shape[1] < 2:
+        return None
+    cache = DynamicCache(config=lm.config)
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    lm(input_ids=input_ids[:, :-1], attention_mask=attention_mask[:, :-1], position_ids=position_ids[:, :-1],
+       past_key_values=cache, use_cache=True, logits_to_keep=1)
+    cache.batch_repeat_interleave(n)
+    return cache
+
+
 @torch.no_grad()
 def generate(lm, codec: ChatCodec, prompts: Sequence[list[dict[str, str]]], n: int = 1, temperature: float = 0.7,
              max_new_tokens: int = 64, batch_size: int = 16, progress: str | None = None) -> list[list[Sample]]:
@@ -679,17 +703,22 @@ def generate(lm, codec: ChatCodec, prompts: Sequence[list[dict[str, str]]], n: i
     device = model_device(lm)
     prompt_ids = [codec.prompt_ids(m, max_new_tokens) for m in prompts]
     pad = codec.tokenizer.pad_token_id
-    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=temperature > 0,
-                              temperature=temperature if temperature > 0 else None, top_k=0, top_p=1.0,
-                              num_return_sequences=n, eos_token_id=codec.eot_ids, pad_token_id=pad)
+    # top_k=0 / top_p=1: pure temperature sampling (generate would otherwise fill in top_k=50).
+    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 else \
+        {"do_sample": False}
+    config = GenerationConfig(max_new_tokens=max_new_tokens, eos_token_id=codec.eot_ids, pad_token_id=pad,
+                              **sampling)
     results: list[list[Sample]] = [[] for _ in prompts]
     was_training = lm.training
     lm.eval()
-    batches = _by_length(len(prompts), [len(p) for p in prompt_ids], max(1, batch_size // max(1, n)) if n > 1 else batch_size)
+    batches = _by_length(len(prompts), [len(p) for p in prompt_ids], max(1, batch_size // n))
     for batch in tqdm(batches, desc=progress, leave=False, disable=progress is None):
-        input_ids, attention_mask = _pad([prompt_ids[i] for i in batch], pad, left=True, device=device)
-        out = lm.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
-        new_tokens = out[:, input_ids.shape[1]:].tolist()  # [len(batch) * n, new]
+        input_ids, attention_mask = _pad([prompt_ids[i] for i in batch], pad, left=True, device=device)  # [b, P]
+        cache = _prefill_shared(lm, input_ids, attention_mask, n) if n > 1 else None
+        out = lm.generate(input_ids=input_ids.repeat_interleave(n, dim=0),
+                          attention_mask=attention_mask.repeat_interleave(n, dim=0), past_key_values=cache,
+                          generation_config=config)
+        new_tokens = out[:, input_ids.shape[1]:].tolist()  # [b * n, new]
         for row, tokens in enumerate(new_tokens):
             cut = next((k for k, t in enumerate(tokens) if t in codec.eot_ids), None)
             kept = tokens[:cut + 1] if cut is not None else [t for t in tokens if t != pad]
@@ -835,14 +864,21 @@ class TrainResult:
 def train_loop(params: Sequence[torch.nn.Parameter], micro_batches: Iterable[Any],
                loss_fn: Callable[[Any], tuple[torch.Tensor, dict[str, float]]], lr: float, grad_accum: int = 1,
                max_grad_norm: float = 1.0, weight_decay: float = 0.0, total: int | None = None, desc: str = "train",
-               on_step: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+               on_step: Callable[[int, dict[str, float]], None] | None = None, cosine: bool = False) -> TrainResult:
     """AdamW over `params`; loss_fn(micro_batch) -> (loss, metrics); one optimizer step every `grad_accum`
     micro-batches, gradient norm clipped. A non-finite loss stops training and restores the parameters of
-    the last good step (so the saved adapter is the last good one)."""
+    the last good step (so the saved adapter is the last good one). cosine=True: 5% linear warm-up, then
+    cosine decay to 0 over `total` micro-batches (used for supervised training; RL stages keep lr constant)."""
     params = [p for p in params if p.requires_grad]
     if not params:
         raise RuntimeError("train_loop got no trainable parameters")
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    scheduler = None
+    if cosine and total:
+        n_steps = max(1, total // grad_accum)
+        warmup = max(1, n_steps // 20)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (
+            1 + math.cos(math.pi * min(1.0, s / n_steps))))
     last_good = [p.detach().clone() for p in params]
     step, window, metrics = 0, [], {}
     stopped = False
@@ -862,6 +898,8 @@ def train_loop(params: Sequence[torch.nn.Parameter], micro_batches: Iterable[Any
             grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            if scheduler is not None:
+                scheduler.step()
             step += 1
             metrics = {key: float(np.mean([m[key] for m in window])) for key in window[0]}
             metrics["grad_norm"] = float(grad_norm)
@@ -916,7 +954,7 @@ def sft(lm, codec: ChatCodec, params: Sequence[torch.nn.Parameter], examples: Se
         return loss, {"sft_nll": loss.item()}
 
     batches = epochs_of(encoded, batch_size, epochs, random.Random(seed))
-    result = train_loop(params, batches, loss_fn, lr=lr, total=len(batches), desc=desc, on_step=on_step)
+    result = train_loop(params, batches, loss_fn, lr=lr, total=len(batches), desc=desc, on_step=on_step, cosine=True)
     lm.eval()
     return result
 
@@ -999,6 +1037,12 @@ def initial_policy(args: Any, run: RunDir, runtime: Runtime, quantize: bool, dem
     otherwise      behaviour cloning trains the policy LoRA adapter of --model; saved to <run>/<tag>
     """
     examples = sft_examples(demos, args.history_window)
+    if not args.policy and not examples:
+        if args.model == "tiny":
+            raise UserError("--model tiny needs behaviour cloning (--sft-demos > 0): a random model is no policy")
+        # π0 is the base model itself (+ a zero-initialised LoRA adapter, i.e. exactly the base)
+        return build_agent_model(resolve_model_path(args.model), runtime, quantize, args.lora_r, args.lora_alpha,
+                                 args.max_length)
     if args.policy:
         agent = build_agent_model(resolve_model_path(args.model), runtime, quantize, args.lora_r, args.lora_alpha,
                                   args.max_length)

@@ -56,74 +56,52 @@ LAMP_HOSTS = ("desk", "sidetable", "dresser")  # where a desklamp can stand (the
 # Receptacle type -> (min, max) instances, per room type. Rooms guarantee what their tasks need.
 ROOMS: dict[str, dict[str, tuple[int, int]]] = {
     "kitchen": {
-        "cabinet": (3, 6), "drawer": (2, 4), "countertop": (1, 3), "diningtable": (0, 1), "fridge": (1, 1),
-        "microwave": (1, 1), "sinkbasin": (1, 1), "stoveburner": (2, 4), "coffeemachine": (1, 1),
-        "toaster": (0, 1), "garbagecan": (1, 1), "shelf": (0, 2),
+        "cabinet": (2, 4), "drawer": (1, 3), "countertop": (1, 2), "diningtable": (0, 1), "fridge": (1, 1),
+        "microwave": (1, 1), "sinkbasin": (1, 1), "stoveburner": (1, 2), "coffeemachine": (0, 1),
+        "toaster": (0, 1), "garbagecan": (1, 1), "shelf": (0, 1),
     },
     "livingroom": {
-        "sofa": (1, 1), "armchair": (0, 2), "coffeetable": (1, 1), "sidetable": (1, 2), "tvstand": (0, 1),
-        "drawer": (1, 3), "cabinet": (1, 3), "shelf": (1, 3), "garbagecan": (1, 1), "dresser": (0, 1),
+        "sofa": (1, 1), "armchair": (0, 1), "coffeetable": (1, 1), "sidetable": (1, 2), "tvstand": (0, 1),
+        "drawer": (1, 2), "cabinet": (1, 2), "shelf": (1, 2), "garbagecan": (1, 1), "dresser": (0, 1),
     },
     "bedroom": {
-        "bed": (1, 1), "desk": (0, 1), "dresser": (0, 1), "drawer": (2, 5), "shelf": (1, 3),
+        "bed": (1, 1), "desk": (0, 1), "dresser": (0, 1), "drawer": (1, 3), "shelf": (1, 2),
         "sidetable": (1, 2), "garbagecan": (1, 1), "safe": (0, 1), "armchair": (0, 1),
     },
     "bathroom": {
-        "countertop": (1, 1), "sinkbasin": (1, 2), "cabinet": (2, 4), "drawer": (0, 3), "toilet": (1, 1),
-        "towelholder": (0, 1), "handtowelholder": (0, 1), "shelf": (0, 2), "garbagecan": (1, 1),
+        "countertop": (1, 1), "sinkbasin": (1, 1), "cabinet": (1, 3), "drawer": (0, 2), "toilet": (1, 1),
+        "towelholder": (0, 1), "handtowelholder": (0, 1), "shelf": (0, 1), "garbagecan": (1, 1),
         "bathtubbasin": (0, 1), "toiletpaperhanger": (1, 1),
     },
 }
 
-# Object type -> receptacle types it spawns in, most likely first (weights). This is the common-sense prior
-# ("mugs are often in cabinets") that the expert searches by and a learner can pick up from demonstrations.
+# Where things usually are: object categories share a common-sense prior over receptacle types, most likely
+# first (weights). This is what the expert searches by ("mugs are often in cabinets") and what a learner can
+# pick up from demonstrations; sharing it per category keeps it learnable from a few hundred episodes.
+CATEGORY_PRIORS: dict[str, tuple[tuple[str, int], ...]] = {
+    "dishes": (("cabinet", 4), ("countertop", 2), ("diningtable", 2), ("shelf", 1), ("sinkbasin", 1)),
+    "cookware": (("stoveburner", 4), ("countertop", 2), ("cabinet", 2)),
+    "utensils": (("drawer", 4), ("countertop", 2), ("diningtable", 2), ("sinkbasin", 1)),
+    "food": (("fridge", 4), ("countertop", 2), ("diningtable", 2), ("garbagecan", 1)),
+    "toiletries": (("cabinet", 3), ("countertop", 2), ("shelf", 1), ("toilet", 1), ("bathtubbasin", 1)),
+    "linens": (("towelholder", 3), ("handtowelholder", 3), ("cabinet", 1)),
+    "small things": (("drawer", 3), ("desk", 2), ("sidetable", 2), ("dresser", 2), ("shelf", 1), ("safe", 1)),
+    "decorations": (("shelf", 3), ("sidetable", 2), ("dresser", 2), ("coffeetable", 2), ("desk", 1)),
+    "lounge things": (("sofa", 3), ("coffeetable", 2), ("armchair", 2), ("bed", 2), ("tvstand", 1)),
+}
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "dishes": ("mug", "cup", "plate", "bowl"),
+    "cookware": ("pan", "pot", "kettle"),
+    "utensils": ("knife", "spoon", "fork", "spatula"),
+    "food": ("apple", "potato", "tomato", "egg", "bread", "lettuce", "winebottle"),
+    "toiletries": ("soapbar", "cloth", "spraybottle", "toiletpaper", "soapbottle", "candle"),
+    "linens": ("towel", "handtowel"),
+    "small things": ("keychain", "creditcard", "cd", "pen", "pencil", "watch", "cellphone"),
+    "decorations": ("vase", "statue", "box", "alarmclock", "tissuebox", "book"),
+    "lounge things": ("pillow", "remotecontrol", "laptop", "newspaper"),
+}
 PRIORS: dict[str, tuple[tuple[str, int], ...]] = {
-    # kitchen
-    "mug": (("cabinet", 4), ("coffeemachine", 3), ("countertop", 2), ("shelf", 1), ("sinkbasin", 1)),
-    "cup": (("cabinet", 3), ("countertop", 2), ("diningtable", 2), ("fridge", 1), ("sinkbasin", 1)),
-    "plate": (("cabinet", 4), ("countertop", 2), ("diningtable", 2), ("fridge", 1), ("shelf", 1)),
-    "bowl": (("cabinet", 3), ("countertop", 2), ("diningtable", 2), ("fridge", 1), ("sinkbasin", 1)),
-    "apple": (("fridge", 3), ("countertop", 2), ("diningtable", 2), ("garbagecan", 1), ("microwave", 1)),
-    "potato": (("fridge", 3), ("countertop", 2), ("diningtable", 2), ("microwave", 1), ("garbagecan", 1)),
-    "tomato": (("fridge", 3), ("countertop", 2), ("diningtable", 2), ("sinkbasin", 1), ("garbagecan", 1)),
-    "egg": (("fridge", 4), ("countertop", 2), ("diningtable", 1), ("garbagecan", 1), ("microwave", 1)),
-    "bread": (("countertop", 3), ("diningtable", 3), ("fridge", 1), ("cabinet", 1)),
-    "lettuce": (("fridge", 4), ("countertop", 2), ("diningtable", 2)),
-    "pan": (("stoveburner", 4), ("countertop", 2), ("cabinet", 2)),
-    "pot": (("stoveburner", 4), ("countertop", 2), ("cabinet", 2)),
-    "kettle": (("stoveburner", 3), ("countertop", 2), ("cabinet", 2)),
-    "knife": (("drawer", 3), ("countertop", 3), ("diningtable", 2), ("sinkbasin", 1)),
-    "spoon": (("drawer", 4), ("countertop", 2), ("diningtable", 2), ("sinkbasin", 1)),
-    "fork": (("drawer", 4), ("countertop", 2), ("diningtable", 2), ("sinkbasin", 1)),
-    "spatula": (("drawer", 3), ("countertop", 2), ("diningtable", 1), ("sinkbasin", 1)),
-    "winebottle": (("fridge", 2), ("countertop", 2), ("cabinet", 2), ("diningtable", 2)),
-    # bathroom
-    "soapbar": (("countertop", 2), ("cabinet", 2), ("bathtubbasin", 2), ("toilet", 1)),
-    "cloth": (("cabinet", 3), ("countertop", 2), ("drawer", 1), ("bathtubbasin", 1)),
-    "spraybottle": (("cabinet", 3), ("countertop", 2), ("toilet", 1), ("garbagecan", 1)),
-    "toiletpaper": (("toiletpaperhanger", 3), ("cabinet", 2), ("toilet", 1), ("countertop", 1)),
-    "soapbottle": (("countertop", 3), ("cabinet", 2), ("toilet", 1), ("shelf", 1)),
-    "candle": (("countertop", 2), ("cabinet", 2), ("shelf", 2), ("toilet", 1)),
-    "handtowel": (("handtowelholder", 4), ("countertop", 1), ("cabinet", 1)),
-    "towel": (("towelholder", 4), ("cabinet", 1), ("shelf", 1)),
-    # bedroom / living room
-    "book": (("desk", 3), ("shelf", 3), ("bed", 2), ("sidetable", 2), ("coffeetable", 2), ("sofa", 1)),
-    "cellphone": (("bed", 3), ("desk", 2), ("sidetable", 2), ("dresser", 2), ("drawer", 1), ("sofa", 1)),
-    "keychain": (("drawer", 2), ("sidetable", 2), ("dresser", 2), ("coffeetable", 2), ("shelf", 1), ("safe", 1)),
-    "creditcard": (("drawer", 2), ("desk", 2), ("sidetable", 2), ("dresser", 2), ("coffeetable", 1), ("armchair", 1)),
-    "cd": (("drawer", 3), ("desk", 2), ("shelf", 2), ("sidetable", 1), ("safe", 1)),
-    "pen": (("desk", 3), ("drawer", 3), ("sidetable", 2), ("shelf", 1), ("dresser", 1)),
-    "pencil": (("desk", 3), ("drawer", 3), ("sidetable", 2), ("shelf", 1), ("dresser", 1)),
-    "alarmclock": (("desk", 3), ("sidetable", 2), ("dresser", 2), ("shelf", 2)),
-    "pillow": (("bed", 3), ("sofa", 3), ("armchair", 2)),
-    "remotecontrol": (("coffeetable", 3), ("sofa", 2), ("sidetable", 2), ("armchair", 2), ("tvstand", 2)),
-    "watch": (("sidetable", 2), ("dresser", 2), ("drawer", 2), ("desk", 1), ("coffeetable", 1), ("safe", 1)),
-    "laptop": (("desk", 3), ("bed", 2), ("sofa", 2), ("coffeetable", 2)),
-    "vase": (("shelf", 3), ("sidetable", 2), ("coffeetable", 2), ("dresser", 2), ("cabinet", 1)),
-    "statue": (("shelf", 3), ("sidetable", 2), ("coffeetable", 2), ("dresser", 2)),
-    "box": (("shelf", 2), ("coffeetable", 2), ("dresser", 2), ("sofa", 1), ("cabinet", 1)),
-    "newspaper": (("coffeetable", 3), ("sofa", 2), ("armchair", 2), ("sidetable", 1)),
-    "tissuebox": (("sidetable", 2), ("coffeetable", 2), ("dresser", 2), ("shelf", 1)),
+    obj: CATEGORY_PRIORS[category] for category, objects in CATEGORIES.items() for obj in objects
 }
 CLEANABLE = {"mug", "cup", "plate", "bowl", "apple", "potato", "tomato", "egg", "lettuce", "pan", "pot", "kettle",
              "knife", "spoon", "fork", "spatula", "soapbar", "cloth"}
@@ -249,6 +227,9 @@ class HouseholdEnv:
         present = {rt for rt, n in counts.items() if n > 0}
 
         def spawn_types(obj_type: str, exclude: str | None = None) -> list[tuple[str, int]]:
+            # an object only appears in rooms that have one of its two most likely places (no bread in bedrooms)
+            if not any(rt in present for rt, _ in PRIORS[obj_type][:2]):
+                return []
             return [(rt, w) for rt, w in PRIORS[obj_type] if rt in present and rt != exclude]
 
         # (object, target) candidates for this task in this room, restricted to the split's pairings
@@ -1393,17 +1374,19 @@ def build_messages(task: str, history: Sequence[tuple[str, ...]], observation: s
     on its own line. The history holds the actions the agent really took (the official code put
     observations there)."""
     system = SYSTEM_PROMPT + ("\n" + extra_instructions if extra_instructions else "")
-    lines = [f"Task: {task}"]
+    lines = []
     shown = list(history)[-history_window:] if history_window > 0 else []
     if shown:
-        lines.append("")
         lines.append(f"History (last {len(shown)} of {len(history)} turns):")
         for turn in shown:
             lines.append(f"Observation: {turn[0]}")
             if len(turn) == 3 and turn[1]:
                 lines.append(f"Reason: {turn[1]}")
             lines.append(f"Action: {turn[-1]}")
-    lines.append("")
+        lines.append("")
+    # The task sits right before the current observation: next to where the decision is made (small models
+    # learn the task/observation comparison much faster when the two are close).
+    lines.append(f"Task: {task}")
     lines.append(f"Current observation: {observation}")
     if admissible:
         lines.append("")
@@ -1420,18 +1403,19 @@ def drop_oldest_turn(messages: list[dict[str, str]]) -> list[dict[str, str]] | N
     """The same prompt with the oldest history turn removed (None if there is no history left).
     Used when a prompt is too long for the model's context."""
     lines = messages[-1]["content"].split("\n")
-    starts = [i for i, line in enumerate(lines) if line.startswith("Observation: ")]
-    if not starts:
+    if not lines or not lines[0].startswith("History ("):
         return None
+    starts = [i for i, line in enumerate(lines) if line.startswith("Observation: ")]
+    # the blank line before "Task:" ends the history (observations themselves may contain blank lines)
+    end_of_history = max(i for i, line in enumerate(lines) if line.startswith("Task: ")) - 1
     first = starts[0]
-    end = starts[1] if len(starts) > 1 else next(i for i in range(first, len(lines)) if lines[i] == "")
-    del lines[first:end]
-    header = next(i for i, line in enumerate(lines) if line.startswith("History ("))
-    if len(starts) == 1:  # the history section is now empty: drop its header and blank line too
-        del lines[header - 1:header + 1]
+    end = starts[1] if len(starts) > 1 else end_of_history
+    if len(starts) == 1:  # the history section becomes empty: drop its header and the blank line too
+        lines = lines[end_of_history + 1:]
     else:
-        total = re.search(r"of (\d+) turns", lines[header])
-        lines[header] = f"History (last {len(starts) - 1} of {total.group(1) if total else '?'} turns):"
+        del lines[first:end]
+        total = re.search(r"of (\d+) turns", lines[0])
+        lines[0] = f"History (last {len(starts) - 1} of {total.group(1) if total else '?'} turns):"
     return messages[:-1] + [{**messages[-1], "content": "\n".join(lines)}]
 
 

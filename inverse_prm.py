@@ -49,13 +49,14 @@ class Args(common.BaseArgs):
 
     # Stage 1
     iterations: int = field(1, "K, the number of InversePRM iterations", group="stage 1: D+ and D-")
-    demos: int = field(200, "expert demonstrations for D+ (train games after the π0 ones), if no --demos-file",
+    demos: int = field(200, "expert demonstrations for D+ (train games from --first-task on), if no --demos-file",
                        group="stage 1: D+ and D-")
     demos_file: str | None = field(None, "a JSONL of expert trajectories (REASON/ACTION responses) to use as D+; "
                                    "see README for the format", group="stage 1: D+ and D-")
     sft_on_demos: bool = field(False, "behaviour-clone π0 on the InversePRM demonstrations themselves (default: on "
                                "separate --sft-demos episodes)", group="stage 1: D+ and D-")
-    train_tasks: int = field(64, "training games rolled out by π_{i-1} for D- (the games after the π0 ones)",
+    train_tasks: int = field(64, "training games rolled out by π_{i-1} for D- (from --first-task on: the games of "
+                             "the first demonstrations)",
                              group="stage 1: D+ and D-")
     rollouts_per_task: int = field(2, "rollouts of π_{i-1} per training game", group="stage 1: D+ and D-")
     rollout_temperature: float = field(0.7, "sampling temperature of rollouts and of the relabelled a'",
@@ -260,7 +261,7 @@ def relabel_with_policy(agent: common.AgentModel, transitions: Sequence[Transiti
 def load_demonstrations(args: Args) -> list[envs.Trajectory]:
     """D+ as trajectories: the user's JSONL (validated) or the environment's expert."""
     if args.demos_file is None:
-        return envs.expert_demonstrations(args.env, "train", args.demos, start=args.sft_demos, max_steps=args.max_steps)
+        return envs.expert_demonstrations(args.env, "train", args.demos, start=args.first_task, max_steps=args.max_steps)
     if not Path(args.demos_file).is_file():
         raise common.UserError(f"--demos-file {args.demos_file}: no such file")
     try:
@@ -289,7 +290,7 @@ def main(args: Args) -> dict[str, Any]:
     print(f"InversePRM | model {args.model} | env {args.env} | {runtime.device} {str(runtime.dtype).split('.')[-1]}"
           f"{' 4-bit' if quantize else ''} | {len(demos)} demonstrations | run {run.path}")
     run.write_jsonl("demonstrations.jsonl", demos)
-    train_tasks = list(range(args.sft_demos, args.sft_demos + args.train_tasks))
+    train_tasks = list(range(args.first_task, args.first_task + args.train_tasks))
 
     # ── π0 (Alg. 2 line 1) and the baselines of Table 2 ──
     bc_demos = demos if args.sft_on_demos else (

@@ -1,7 +1,8 @@
 """Speed benchmarks: each section prints ratios or rates measured side by side in one run.
 
-    python benchmarks/speed.py            # every section
-    python benchmarks/speed.py --only env # one section
+    python benchmarks/speed.py                     # every section (the quick runs take ~10 minutes)
+    python benchmarks/speed.py --only env prefix   # some sections
+    python benchmarks/speed.py --only prefix --prefix-model smollm2-135m   # prefix sharing on the real model
 """
 
 from __future__ import annotations
@@ -40,15 +41,122 @@ def bench_env(n_games: int = 200, seed: int = 0) -> None:
     print(f"env: {n_games / (time.perf_counter() - start):>10,.0f} games/s generated (each verified by the expert)")
 
 
-SECTIONS = {"env": bench_env}
+def _tiny_model(prompt_words: int = 0):
+    """A random tiny Llama (the `tiny` architecture) and prompts from expert games; optionally padded with
+    extra history turns so prompts reach a target length."""
+    import torch
+
+    import common
+
+    torch.manual_seed(0)
+    demos = envs.expert_demonstrations("household", "train", 60)
+    tokenizer = common.build_tiny_tokenizer(common.tiny_corpus(demos, 2))
+    arch = common.TINY_ARCHITECTURE
+    model = common.build_tiny_model(tokenizer, arch["hidden_size"], arch["layers"], arch["heads"]).eval()
+    codec = common.ChatCodec(tokenizer, 2048)
+    prompts = [m for m, _ in common.sft_examples(demos, 2)]
+    return model, tokenizer, codec, prompts
+
+
+def bench_generation(batch: int = 32, new_tokens: int = 32) -> None:
+    """Batched generation (one generate call for 32 prompts) vs one prompt at a time, same tokens."""
+    import torch
+
+    import common
+
+    model, tokenizer, codec, prompts = _tiny_model()
+    prompts = prompts[:batch]
+
+    def timed(fn):
+        start = time.perf_counter()
+        out = fn()
+        return time.perf_counter() - start, out
+
+    # Greedy with a fixed number of new tokens: both sides produce exactly batch * new_tokens tokens.
+    config = dict(n=1, temperature=0.0, max_new_tokens=new_tokens)
+    common.generate(model, codec, prompts[:2], batch_size=2, **config)  # warm-up
+    with torch.no_grad():
+        t_batched, batched = timed(lambda: common.generate(model, codec, prompts, batch_size=batch, **config))
+        t_single, single = timed(lambda: [common.generate(model, codec, [p], batch_size=1, **config)[0] for p in prompts])
+    n_tokens = sum(len(s[0].token_ids) for s in batched)
+    n_single = sum(len(s[0].token_ids) for s in single)
+    print(f"generation: batched {n_tokens / t_batched:8.0f} tok/s vs one at a time {n_single / t_single:8.0f} tok/s"
+          f"  -> {(n_tokens / t_batched) / (n_single / t_single):.1f}x  (tiny model, batch {batch}, "
+          f"≤{new_tokens} new tokens, prompts ~{sum(len(codec.prompt_ids(p)) for p in prompts) // len(prompts)} tokens)")
+
+
+def bench_prefix_sharing(g: int = 8, prompt_tokens: int = 512, model_name: str = "tiny") -> None:
+    """Scoring G continuations of one prompt: encode the prompt once and reuse its KV cache (prefix sharing)
+    vs scoring every full sequence. Also checks that the log-probs agree."""
+    import torch
+
+    import common
+
+    if model_name == "tiny":
+        model, tokenizer, codec, prompts = _tiny_model()
+    else:
+        runtime = common.resolve_runtime("cpu")
+        model, tokenizer = common.load_pretrained(common.resolve_model_path(model_name), runtime, load_in_4bit=False)
+        model.eval()
+        codec = common.ChatCodec(tokenizer, 4096)
+        demos = envs.expert_demonstrations("household", "train", 5)
+        prompts = [m for m, _ in common.sft_examples(demos, 2)]
+    # one long prompt: the system + user turn, its user content repeated until it has `prompt_tokens` tokens
+    base = prompts[0]
+    ids = codec.prompt_ids(base)
+    content = base[1]["content"]
+    while len(ids) < prompt_tokens:
+        content = content + "\n" + base[1]["content"]
+        ids = codec.prompt_ids([base[0], {"role": "user", "content": content}])
+    ids = ids[-prompt_tokens:]
+    demos = envs.expert_demonstrations("household", "train", 3)
+    continuations = [codec.response_ids(s.response) for t in demos for s in t.steps][:g]
+    pad = tokenizer.pad_token_id
+    with torch.no_grad():
+        common.continuation_logprobs(model, [ids], [continuations], pad)  # warm-up
+        start = time.perf_counter()
+        shared, _ = common.continuation_logprobs(model, [ids], [continuations], pad)
+        t_shared = time.perf_counter() - start
+        start = time.perf_counter()
+        naive, _ = common.sequence_logprobs(model, [ids] * g, continuations, pad, batch_size=g)
+        t_naive = time.perf_counter() - start
+    diff = (shared.flatten() - naive).abs().max().item()
+    print(f"prefix sharing ({model_name}, G={g}, {prompt_tokens}-token prompt): shared {t_shared:.3f} s vs naive "
+          f"{t_naive:.3f} s -> {t_naive / t_shared:.1f}x; max |Δ log p| = {diff:.2e}")
+
+
+def bench_quick_runs() -> None:
+    """Wall time of each algorithm's --quick run (tiny model, CPU), in a temporary folder."""
+    import subprocess
+    import tempfile
+
+    root = Path(__file__).resolve().parent.parent
+    for script in ("agent_prm.py", "inverse_prm.py", "action_prm.py"):
+        if not (root / script).exists():
+            continue
+        with tempfile.TemporaryDirectory() as out:
+            start = time.perf_counter()
+            result = subprocess.run([sys.executable, str(root / script), "--quick", "--out", out],
+                                    capture_output=True, text=True, cwd=root)
+            status = "ok" if result.returncode == 0 else f"FAILED ({result.returncode})"
+            print(f"quick run: {script:<16} {time.perf_counter() - start:6.0f} s  {status}")
+
+
+SECTIONS = {"env": bench_env, "generation": bench_generation, "prefix": bench_prefix_sharing,
+            "quick": bench_quick_runs}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=sorted(SECTIONS), action="append", help="run only these sections")
+    parser.add_argument("--only", choices=sorted(SECTIONS), nargs="+", help="run only these sections")
+    parser.add_argument("--prefix-model", default="tiny", help="model for the prefix-sharing section "
+                        "(tiny, or e.g. smollm2-135m)")
     args = parser.parse_args()
     for name in args.only or SECTIONS:
-        SECTIONS[name]()
+        if name == "prefix":
+            bench_prefix_sharing(model_name=args.prefix_model)
+        else:
+            SECTIONS[name]()
 
 
 if __name__ == "__main__":

@@ -214,3 +214,14 @@ def test_prefix_shared_scoring_equals_plain_scoring(tiny):
     shared.sum().backward()
     assert model.get_output_embeddings().weight.grad is not None
     model.zero_grad(set_to_none=True)
+
+
+def test_prefix_shared_sampling_matches_plain_generation(tiny):
+    """n samples per prompt reuse one prefill; greedy samples must equal the one-at-a-time greedy output."""
+    model, tokenizer, codec = tiny
+    demos = envs.expert_demonstrations("household", "train", 2)
+    prompts = [m for m, _ in common.sft_examples(demos, 2)[:3]]
+    shared = common.generate(model, codec, prompts, n=3, temperature=0.0, max_new_tokens=10, batch_size=9)
+    for prompt, group in zip(prompts, shared):
+        [[alone]] = common.generate(model, codec, [prompt], n=1, temperature=0.0, max_new_tokens=10)
+        assert all(s.token_ids == alone.token_ids for s in group)

@@ -1,0 +1,89 @@
+"""The math of InversePRM (Algorithm 2) on hand-computed examples."""
+
+import math
+
+import pytest
+import torch
+
+import envs
+import inverse_prm
+
+
+def _traj(game, actions, won):
+    steps = [envs.Step(observation=f"{game}-o{k}", admissible=[], response=f"ACTION: {a}", reason="", action=a,
+                       next_observation=f"{game}-o{k + 1}", reward=float(won and k == len(actions) - 1),
+                       done=k == len(actions) - 1) for k, a in enumerate(actions)]
+    return envs.Trajectory(env="household", split="train", game_id=game, task_type="pick_and_place", task="t",
+                           steps=steps, final_observation=f"{game}-o{len(actions)}", won=won)
+
+
+def test_loss_on_a_hand_computed_two_transition_example():
+    # D+: one non-terminal expert transition, Q(s,a)=2, Q(s',a')=1, γ=0.5 -> r = 2 - 0.5 = 1.5
+    # D-: one TERMINAL learner transition, Q(s,a)=-1 -> r = -1 (no γ Q(s',a') term)
+    q_sa, q_next = torch.tensor([2.0, -1.0]), torch.tensor([1.0, 123.0])
+    terminal = torch.tensor([False, True])
+    r = inverse_prm.implied_reward(q_sa, q_next, terminal, gamma=0.5)
+    assert r.tolist() == pytest.approx([1.5, -1.0])
+    loss = inverse_prm.inverse_prm_loss(r, torch.tensor([1.0, 0.0]))
+    by_hand = -math.log(1 / (1 + math.exp(-1.5))) - math.log(1 - 1 / (1 + math.exp(1.0)))
+    assert loss.item() == pytest.approx(by_hand, rel=1e-6)
+
+
+def test_loss_pushes_expert_rewards_up_and_learner_rewards_down():
+    r = torch.tensor([0.0, 0.0], requires_grad=True)
+    inverse_prm.inverse_prm_loss(r, torch.tensor([1.0, 0.0])).backward()
+    assert r.grad[0] < 0 < r.grad[1]  # descent raises the expert's r and lowers the learner's
+    # γ flows into Q(s',a') with the opposite sign: a higher next-state value lowers r(s,a)
+    q_sa = torch.tensor([1.0]); q_next = torch.tensor([1.0], requires_grad=True)
+    inverse_prm.implied_reward(q_sa, q_next, torch.tensor([False]), 0.9).sum().backward()
+    assert q_next.grad.item() == pytest.approx(-0.9)
+
+
+def test_each_expectation_is_averaged_over_its_own_side():
+    r = torch.tensor([1.0, 1.0, 1.0, -2.0])
+    labels = torch.tensor([1.0, 1.0, 1.0, 0.0])  # 3 positives, 1 negative: the negative still counts half
+    expected = -torch.nn.functional.logsigmoid(torch.tensor(1.0)) - torch.nn.functional.logsigmoid(torch.tensor(2.0))
+    assert inverse_prm.inverse_prm_loss(r, labels).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_transitions_terminal_only_on_success():
+    won, timed_out = _traj("a", ["x", "y"], won=True), _traj("b", ["x", "y"], won=False)
+    t_won = inverse_prm.transitions_from([won], 1.0, 0, history_window=2)
+    t_cut = inverse_prm.transitions_from([timed_out], 0.0, 1, history_window=2)
+    assert [t.next_state is None for t in t_won] == [False, True]  # the winning step ends the MDP
+    assert [t.next_state is None for t in t_cut] == [False, False]  # a time-out does not: s' still has a future
+    assert "b-o2" in t_cut[1].next_state[1]["content"]  # s' of the last step is the state after it
+
+
+def test_relabelling_keeps_each_next_action_aligned_with_its_own_next_state():
+    # Three trajectories, terminal transitions in the middle of the list: the official code's zip drifted here.
+    trajectories = [_traj("A", ["a0", "a1"], True), _traj("B", ["b0", "b1", "b2"], True), _traj("C", ["c0", "c1"], False)]
+    transitions = inverse_prm.transitions_from(trajectories, 0.0, 1, history_window=3)
+
+    def sample(prompts):  # a "policy" whose answer names the state it was asked about
+        return ["ACTION: next-of " + p[1]["content"].split("Current observation: ")[1].split("\n")[0] for p in prompts]
+
+    inverse_prm.relabel_next_actions(transitions, sample)
+    for tr in transitions:
+        if tr.next_state is None:
+            assert tr.next_action is None
+        else:
+            own = tr.next_state[1]["content"].split("Current observation: ")[1].split("\n")[0]
+            assert tr.next_action == f"ACTION: next-of {own}"
+    assert [t.next_action is None for t in transitions] == [False, True, False, False, True, False, False]
+
+
+def test_negatives_aggregate_across_iterations():
+    negatives = []
+    for i, game in enumerate(["g1", "g2"], start=1):
+        negatives += inverse_prm.transitions_from([_traj(game, ["x"], False)], 0.0, i, history_window=2)
+    assert [(t.game_id, t.iteration) for t in negatives] == [("g1", 1), ("g2", 2)]
+
+
+def test_balanced_batches_have_equal_sides():
+    import random
+
+    pos = inverse_prm.transitions_from([_traj("p", ["x"] * 3, True)], 1.0, 0, 2)
+    neg = inverse_prm.transitions_from([_traj("n", ["y"] * 10, False)], 0.0, 1, 2)
+    batches = inverse_prm.balanced_batches(pos, neg, batch_size=4, epochs=2, rng=random.Random(0))
+    assert batches and all(sum(t.label for t in b) == len(b) / 2 for b in batches)

@@ -896,9 +896,11 @@ def epochs_of(items: Sequence[Any], batch_size: int, epochs: float, rng: random.
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
 
 
-def sft_examples(demos: Sequence[envs.Trajectory], history_window: int) -> list[tuple[list[dict[str, str]], str]]:
-    """(prompt messages at step t, demonstrated response) for every step of every demonstration."""
-    return [(envs.trajectory_messages(traj, t, history_window), step.response)
+def sft_examples(demos: Sequence[envs.Trajectory], history_window: int,
+                 history_reasons: bool = False) -> list[tuple[list[dict[str, str]], str]]:
+    """(prompt messages at step t, demonstrated response) for every step of every demonstration
+    (history_reasons: the past REASONs are shown in the prompt's history, see envs.trajectory_messages)."""
+    return [(envs.trajectory_messages(traj, t, history_window, history_reasons=history_reasons), step.response)
             for traj in demos for t, step in enumerate(traj.steps)]
 
 
@@ -989,7 +991,7 @@ TINY_ARCHITECTURE = {"hidden_size": 128, "layers": 4, "heads": 4}  # ~1M paramet
 
 
 def initial_policy(args: Any, run: RunDir, runtime: Runtime, quantize: bool, demos: Sequence[envs.Trajectory],
-                   tag: str = "pi0") -> AgentModel:
+                   tag: str = "pi0", history_reasons: bool = False) -> AgentModel:
     """The AgentModel with π0 in its "policy" adapter.
 
     --policy DIR   load that LoRA adapter (trained on --model) as π0
@@ -997,8 +999,9 @@ def initial_policy(args: Any, run: RunDir, runtime: Runtime, quantize: bool, dem
                    LoRA to adapt); the cloned model is saved as the base <run>/<tag>_base and π0 = base + a
                    zero-initialised policy adapter
     otherwise      behaviour cloning trains the policy LoRA adapter of --model; saved to <run>/<tag>
+    history_reasons: the cloning prompts show the past REASONs (for agents whose state keeps their thoughts)
     """
-    examples = sft_examples(demos, args.history_window)
+    examples = sft_examples(demos, args.history_window, history_reasons)
     if args.policy:
         agent = build_agent_model(resolve_model_path(args.model), runtime, quantize, args.lora_r, args.lora_alpha,
                                   args.max_length)

@@ -532,6 +532,11 @@ def action_logp_given_thoughts(agent: common.AgentModel, demos: Sequence[envs.Tr
     return logp.masked_fill(n == 0, math.nan).squeeze(1).tolist()
 
 
+def log_mean_exp(values: Sequence[float]) -> float:
+    """log (1/G Σ_g exp(v_g)) without underflow: Eq. 5's estimate of log p(x | s) from G values of log r̃."""
+    return (torch.logsumexp(torch.tensor(values, dtype=torch.float64), 0) - math.log(len(values))).item()
+
+
 def heldout_metrics(agent: common.AgentModel, heldout: Sequence[envs.Trajectory], args: Args, name: str,
                     role: str = "policy") -> dict[str, float]:
     """The EM objective on held-out demonstrations, in nats per action (higher is better):
@@ -549,8 +554,7 @@ def heldout_metrics(agent: common.AgentModel, heldout: Sequence[envs.Trajectory]
     no_thought = action_logp_given_thoughts(agent, action_only, args, role)
     out = {"no_thought": mean(no_thought),
            "inferred": mean([grp.action_logp[grp.kept] for grp in usable]),
-           "marginal": mean([(torch.logsumexp(torch.tensor(grp.action_logp), 0) - math.log(len(grp.action_logp))).item()
-                             for grp in usable]),
+           "marginal": mean([log_mean_exp([x for x in grp.action_logp if math.isfinite(x)]) for grp in usable]),
            "own_action_matches": stats["own_action_matches"], "steps": len(groups)}
     if any(s.reason for d in heldout for s in d.steps):
         expert = [x for x in action_logp_given_thoughts(agent, heldout, args, role) if math.isfinite(x)]

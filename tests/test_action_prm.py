@@ -318,3 +318,8 @@ def test_shared_prefix_cache_gives_the_next_token_logits_of_the_full_prompt(agen
         shared = agent.peft(input_ids=ids[:, -1:].repeat_interleave(g, 0), attention_mask=mask.repeat_interleave(g, 0),
                             position_ids=positions[:, -1:].repeat_interleave(g, 0), past_key_values=cache).logits[:, -1]
     assert torch.allclose(shared, plain.repeat_interleave(g, 0), atol=1e-4)
+
+
+def test_log_mean_exp_is_the_marginal_estimate():
+    assert action_prm.log_mean_exp([math.log(0.2), math.log(0.4)]) == pytest.approx(math.log(0.3))
+    assert action_prm.log_mean_exp([-1000.0, -1000.0]) == pytest.approx(-1000.0)  # no underflow

@@ -295,7 +295,8 @@ def thought_rewards(action_logp: torch.Tensor, action_tokens: torch.Tensor, meth
     if grpo_std:
         # (r̃ - mean) / std does not change when r̃ is scaled, so compute it on r̃ / max_g r̃ = exp(log r̃ - max):
         # exactly the same numbers, and no underflow when every r̃ is tiny.
-        log_r = log_r - log_r.masked_fill(~valid, -math.inf).max(-1, keepdim=True).values.clamp(min=-1e300)
+        row_max = log_r.masked_fill(~valid, -math.inf).amax(dim=-1, keepdim=True)  # [P, 1]
+        log_r = log_r - torch.where(torch.isfinite(row_max), row_max, 0.0)  # (a row without usable thoughts: as is)
     r_tilde = torch.exp(log_r).masked_fill(~valid, 0.0)  # [P, G]
     mean = r_tilde.sum(-1, keepdim=True) / n  # [P, 1]
     advantage = (r_tilde - mean).masked_fill(~valid, 0.0)  # [P, G], sums to 0 over the valid thoughts
@@ -546,9 +547,10 @@ def heldout_metrics(agent: common.AgentModel, heldout: Sequence[envs.Trajectory]
       expert_reasons    log p(x | s, z_expert) with the expert's hidden reasons (when the demonstrations have them)
       thought_f1        word overlap of z* with the hidden reason
     The thought sampling is seeded identically for every policy, so the numbers are comparable."""
-    torch.manual_seed(args.seed + 7919)
     action_only = [envs.strip_reasons(d) for d in heldout]
-    inferred, groups, stats = e_step(agent, action_only, args, desc=f"held-out E-step {name}", role=role)
+    with torch.random.fork_rng():  # same seed for every policy; the training run's random stream is untouched
+        torch.manual_seed(args.seed + 7919)
+        inferred, groups, stats = e_step(agent, action_only, args, desc=f"held-out E-step {name}", role=role)
     usable = [grp for grp in groups if grp.kept >= 0]
     mean = lambda xs: sum(xs) / len(xs) if xs else math.nan  # noqa: E731
     no_thought = action_logp_given_thoughts(agent, action_only, args, role)
@@ -739,11 +741,11 @@ def main(args: Args) -> dict[str, Any]:
             m = m_step(agent, groups, args, desc=f"{it} M-step", run=run, iteration=i)
             agent.save_role("policy", run.path / it / "policy")
             run.write_json(f"{it}/m_step_metrics.json", m)
+            run.log(stage=f"{it}/m_step", final=True, **m)
             run.mark_done(f"{it}/m_step")
-        else:
+        else:  # resuming: θ_i was saved
             agent.load_role("policy", run.path / it / "policy")
         m = run.read_json(f"{it}/m_step_metrics.json")
-        run.log(stage=f"{it}/m_step", final=True, **m)
         print(f"[{it}] M-step: {m['m_steps']} steps on {m['m_groups']} groups, last loss {m.get('m_loss', math.nan):.3f}")
         name = f"Action-PRM π{i}"
         rows.append((name, evaluate_row(agent, run, args, name)))

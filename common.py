@@ -402,6 +402,13 @@ def load_pretrained(path: str, runtime: Runtime, load_in_4bit: bool):
         raise UserError(f"cannot load model {path!r}: {first}") from None
     if not load_in_4bit:
         model.to(runtime.device)
+    elif runtime.device.type == "cpu":
+        # bitsandbytes repacks a 4-bit layer for a fast CPU inference kernel the first time it runs in eval mode
+        # (any generation does that); the kernel has no backward, so every later training step would silently get
+        # ~0 gradients below the last layer (measured: layer 0's LoRA grad norm 0.116 -> 0.0003). Stay trainable.
+        for module in model.modules():
+            if hasattr(module, "support_avx512bf16_for_cpu"):
+                module.support_avx512bf16_for_cpu = False
     if tokenizer.pad_token is None:
         # Reuse EOS as padding: padded positions are masked everywhere, so the choice does not matter.
         tokenizer.pad_token = tokenizer.eos_token

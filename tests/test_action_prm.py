@@ -323,3 +323,30 @@ def test_shared_prefix_cache_gives_the_next_token_logits_of_the_full_prompt(agen
 def test_log_mean_exp_is_the_marginal_estimate():
     assert action_prm.log_mean_exp([math.log(0.2), math.log(0.4)]) == pytest.approx(math.log(0.3))
     assert action_prm.log_mean_exp([-1000.0, -1000.0]) == pytest.approx(-1000.0)  # no underflow
+
+
+def test_qlora_gradients_survive_a_generation_pass_on_cpu(tiny_folder):
+    """The E-step generates (eval mode) before the M-step trains: with a 4-bit base on CPU, bitsandbytes would then
+    switch to an inference kernel without a backward and silently zero the gradients below the last layer."""
+    pytest.importorskip("bitsandbytes")
+    demos = envs.expert_demonstrations("household", "train", 1)
+
+    def first_layer_grad(generate_first):
+        torch.manual_seed(0)
+        agent = common.build_agent_model(str(tiny_folder), common.resolve_runtime("cpu"), quantize=True, lora_r=4,
+                                         lora_alpha=8, max_length=1024)
+        with torch.no_grad():
+            for n, p in agent.peft.named_parameters():
+                if "lora_B" in n:
+                    p.normal_(0, 0.02)
+        prompt = agent.codec.prompt_ids(envs.trajectory_messages(demos[0], 0, 2))
+        if generate_first:
+            action_prm.sample_thoughts(agent.peft, agent.codec, [prompt], 2, 1.0, 4, batch_size=2)
+        ids, start = action_prm.encode_thought_action(agent.codec, "z", demos[0].steps[0].action)
+        t, a, _ = action_prm.thought_action_logprobs(agent.peft, [prompt], [[ids]], [[start]],
+                                                      agent.tokenizer.pad_token_id)
+        (-(t + a).sum()).backward()
+        return next(p.grad.norm().item() for n, p in agent.peft.named_parameters()
+                    if "layers.0." in n and "lora_A" in n and ".policy." in n)
+
+    assert first_layer_grad(True) == pytest.approx(first_layer_grad(False), rel=1e-4)

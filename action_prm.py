@@ -85,8 +85,9 @@ class Args(common.BaseArgs):
     group_size: int = field(8, "G, thoughts sampled per demonstration step (official code: 8)", group="E-step")
     thought_temperature: float = field(1.0, "sampling temperature of the thoughts (official code: 1.0)",
                                        group="E-step")
-    reward: str = field("em", "em: r̄ = r̃ / Σ r̃ (Eq. 6) | prob: r̃ = p(x|z,s) | grpo: r̃ - mean (/ std with --grpo-std) | "
-                        "return: Σ_{t'≥t} γ^{t'-t} r̄_{t'} (Eq. 8)", group="E-step", choices=list(REWARDS))
+    reward: str = field("em", "em: r̄ = r̃ / Σ r̃ (Eq. 6) | prob: r̃ = p(x|z,s) | grpo: r̃ - mean "
+                        "(/ std with --grpo-std) | return: Σ_{t'≥t} γ^{t'-t} r̄_{t'} (Eq. 8)", group="E-step",
+                        choices=list(REWARDS))
     length_normalize: bool = field(False, "score a thought by exp(mean log p) of the action tokens instead of "
                                    "p(x|z,s) (official code: on; the EM derivation: off)", group="E-step")
     grpo_std: bool = field(False, "grpo: also divide by the group's standard deviation", group="E-step")
@@ -119,8 +120,9 @@ class Args(common.BaseArgs):
         if self.group_size < 2 and self.reward in ("em", "grpo", "return"):
             why = ("its advantage r̃ - mean is always 0" if self.reward == "grpo" else
                    "its weight r̃ / Σ r̃ is always 1, whatever the thought says")
-            raise common.UserError(f"--reward {self.reward} needs --group-size >= 2: it compares the G thoughts of a "
-                                   f"step with each other, and with a single thought {why}; use --reward prob for G = 1")
+            raise common.UserError(f"--reward {self.reward} needs --group-size >= 2: it compares the G thoughts of "
+                                   f"a step with each other, and with a single thought {why}; use --reward prob "
+                                   f"for G = 1")
         if self.group_size < 1:
             raise common.UserError("--group-size must be at least 1")
         if not 0.0 < self.gamma <= 1.0:
@@ -255,7 +257,8 @@ def thought_action_logprobs(lm, prompt_ids: Sequence[Sequence[int]], responses: 
         g = len(r_batch[0])
         last_prompt, cont_hidden, cont_ids, cont_mask = common._shared_prefix_hidden(lm, p_batch, r_batch, pad_id)
         # token k of a response is predicted by the hidden state before it: the prompt's last one for k = 0
-        before = torch.cat([last_prompt.repeat_interleave(g, dim=0).unsqueeze(1), cont_hidden[:, :-1]], dim=1)  # [b*G, C, H]
+        before = torch.cat([last_prompt.repeat_interleave(g, dim=0).unsqueeze(1), cont_hidden[:, :-1]],
+                           dim=1)  # [b*G, C, H]
         rows, cols = cont_mask.nonzero(as_tuple=True)  # [N] the real response tokens
         logits = head(before[rows, cols]).float()  # [N, V] only where needed; log-softmax in fp32
         token_logp = torch.log_softmax(logits, dim=-1).gather(-1, cont_ids[rows, cols].unsqueeze(-1)).squeeze(-1)  # [N]
@@ -578,7 +581,8 @@ def heldout_row(agent: common.AgentModel, run: common.RunDir, heldout: Sequence[
     m = cache[name]
     print(f"  {name:<28} held-out log p(x): no thought {m['no_thought']:7.3f} | inferred thought "
           f"{m['inferred']:7.3f} | marginal {m['marginal']:7.3f}"
-          + (f" | expert reason {m['expert_reasons']:7.3f} | thought F1 {m['thought_f1']:.3f}" if "thought_f1" in m else ""))
+          + (f" | expert reason {m['expert_reasons']:7.3f} | thought F1 {m['thought_f1']:.3f}"
+             if "thought_f1" in m else ""))
     return m
 
 
@@ -746,7 +750,8 @@ def main(args: Args) -> dict[str, Any]:
         else:  # resuming: θ_i was saved
             agent.load_role("policy", run.path / it / "policy")
         m = run.read_json(f"{it}/m_step_metrics.json")
-        print(f"[{it}] M-step: {m['m_steps']} steps on {m['m_groups']} groups, last loss {m.get('m_loss', math.nan):.3f}")
+        print(f"[{it}] M-step: {m['m_steps']} steps on {m['m_groups']} groups, "
+              f"last loss {m.get('m_loss', math.nan):.3f}")
         name = f"Action-PRM π{i}"
         rows.append((name, evaluate_row(agent, run, args, name)))
         likelihood.append((name, heldout_row(agent, run, heldout, args, name)))

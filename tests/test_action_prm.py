@@ -299,8 +299,9 @@ def test_prefix_shared_thought_sampling_equals_plain_generation(agent):
     prefix = agent.tokenizer(action_prm.THOUGHT_PREFIX, add_special_tokens=False)["input_ids"]
     for prompt, row in zip(prompts, shared):
         ids = torch.tensor([prompt + prefix])
-        plain = agent.peft.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=GenerationConfig(
-            max_new_tokens=10, do_sample=False, eos_token_id=agent.codec.eot_ids, pad_token_id=agent.tokenizer.pad_token_id))
+        config = GenerationConfig(max_new_tokens=10, do_sample=False, eos_token_id=agent.codec.eot_ids,
+                                  pad_token_id=agent.tokenizer.pad_token_id)
+        plain = agent.peft.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config)
         tokens = plain[0, ids.shape[1]:].tolist()
         cut = next((k for k, t in enumerate(tokens) if t in agent.codec.eot_ids), len(tokens))
         assert row == [(agent.tokenizer.decode(tokens[:cut], skip_special_tokens=True), cut < len(tokens))] * 2

@@ -410,6 +410,13 @@ def load_pretrained(path: str, runtime: Runtime, load_in_4bit: bool):
         raise UserError(f"cannot load model {path!r}: {first}") from None
     if not load_in_4bit:
         model.to(runtime.device)
+    elif runtime.device.type == "cpu":
+        # bitsandbytes repacks a 4-bit layer for a fast CPU inference kernel the first time it runs in eval mode
+        # (any generation does that); the kernel has no backward, so every later training step would silently get
+        # ~0 gradients below the last layer (measured: layer 0's LoRA grad norm 0.116 -> 0.0003). Stay trainable.
+        for module in model.modules():
+            if hasattr(module, "support_avx512bf16_for_cpu"):
+                module.support_avx512bf16_for_cpu = False
     if tokenizer.pad_token is None:
         # Reuse EOS as padding: padded positions are masked everywhere, so the choice does not matter.
         tokenizer.pad_token = tokenizer.eos_token
@@ -934,9 +941,11 @@ def epochs_of(items: Sequence[Any], batch_size: int, epochs: float, rng: random.
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
 
 
-def sft_examples(demos: Sequence[envs.Trajectory], history_window: int) -> list[tuple[list[dict[str, str]], str]]:
-    """(prompt messages at step t, demonstrated response) for every step of every demonstration."""
-    return [(envs.trajectory_messages(traj, t, history_window), step.response)
+def sft_examples(demos: Sequence[envs.Trajectory], history_window: int,
+                 history_reasons: bool = False) -> list[tuple[list[dict[str, str]], str]]:
+    """(prompt messages at step t, demonstrated response) for every step of every demonstration
+    (history_reasons: the past REASONs are shown in the prompt's history, see envs.trajectory_messages)."""
+    return [(envs.trajectory_messages(traj, t, history_window, history_reasons=history_reasons), step.response)
             for traj in demos for t, step in enumerate(traj.steps)]
 
 
@@ -1027,7 +1036,7 @@ TINY_ARCHITECTURE = {"hidden_size": 128, "layers": 4, "heads": 4}  # ~1M paramet
 
 
 def initial_policy(args: Any, run: RunDir, runtime: Runtime, quantize: bool, demos: Sequence[envs.Trajectory],
-                   tag: str = "pi0") -> AgentModel:
+                   tag: str = "pi0", history_reasons: bool = False) -> AgentModel:
     """The AgentModel with π0 in its "policy" adapter.
 
     --policy DIR   load that LoRA adapter (trained on --model) as π0
@@ -1035,8 +1044,9 @@ def initial_policy(args: Any, run: RunDir, runtime: Runtime, quantize: bool, dem
                    LoRA to adapt); the cloned model is saved as the base <run>/<tag>_base and π0 = base + a
                    zero-initialised policy adapter
     otherwise      behaviour cloning trains the policy LoRA adapter of --model; saved to <run>/<tag>
+    history_reasons: the cloning prompts show the past REASONs (for agents whose state keeps their thoughts)
     """
-    examples = sft_examples(demos, args.history_window)
+    examples = sft_examples(demos, args.history_window, history_reasons)
     if not args.policy and not examples:
         if args.model == "tiny":
             raise UserError("--model tiny needs behaviour cloning (--sft-demos > 0): a random model is no policy")

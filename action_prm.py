@@ -66,17 +66,14 @@ class Args(common.BaseArgs):
 
     # π0 (overrides BaseArgs.sft_demos: the right default depends on the model)
     sft_demos: int | None = field(None, "expert episodes WITH reasons for behaviour cloning π0 (games 0..N-1 of "
-                                  "train). Default: 400 for --model tiny (a random model must first learn to write "
+                                  "train). Default: 2000 for --model tiny (a random model must first learn to write "
                                   "thoughts), 0 otherwise (π0 = the pretrained model itself)", group="pi0")
     # demonstrations
-    demos: int = field(48, "action-only demonstrations: the expert's episodes on the train games after the π0 "
-                       "ones, reasons stripped (ignored with --demos-file)", group="demonstrations")
+    demos: int = field(48, "action-only demonstrations: the expert's episodes on the train games from --first-task "
+                       "on, reasons stripped (ignored with --demos-file)", group="demonstrations")
     demos_file: str | None = field(None, "a JSONL process log (observations and actions; see README) to infer "
                                    "thoughts for; reasons in it are hidden from the algorithm and only used to "
                                    "score the inferred thoughts", group="demonstrations")
-    demos_start: int | None = field(None, "first train game of the demonstrations (default: --sft-demos, right after "
-                                    "the π0 games; set it when --model is a base cloned on other games)",
-                                    group="demonstrations")
     heldout_demos: int = field(16, "held-out demonstrations for the likelihood evaluation: the expert's episodes "
                                "on the games after --demos, or the last N trajectories of --demos-file (0: skip)",
                                group="demonstrations")
@@ -92,9 +89,6 @@ class Args(common.BaseArgs):
                                    "p(x|z,s) (official code: on; the EM derivation: off)", group="E-step")
     grpo_std: bool = field(False, "grpo: also divide by the group's standard deviation", group="E-step")
     gamma: float = field(1.0, "return: discount γ over later steps (the note: 1, no discounting)", group="E-step")
-    history_reasons: bool = field(True, "past thoughts stay in the prompt: s_{t+1} = (s_t, z_t, x_t, o_{t+1}) (the "
-                                  "note's state); used in the E-step, the M-step, the baselines and evaluation",
-                                  group="E-step")
     # M-step
     m_epochs: float = field(1.0, "passes over the E-step's groups per M-step", group="M-step")
     m_lr: float = field(5e-4, "policy learning rate (LoRA adapter)", group="M-step")
@@ -108,7 +102,7 @@ class Args(common.BaseArgs):
 
     def __post_init__(self) -> None:
         if self.sft_demos is None:  # resolved before BaseArgs.__post_init__, which caps it under --quick
-            self.sft_demos = 400 if self.model == "tiny" else 0
+            self.sft_demos = 2000 if self.model == "tiny" else 0
         super().__post_init__()
         if self.quick:  # a CPU smoke test: the algorithm is unchanged, only the sizes shrink
             self.demos, self.heldout_demos = min(self.demos, 6), min(self.heldout_demos, 3)
@@ -627,7 +621,7 @@ def load_demonstrations(args: Args) -> tuple[list[envs.Trajectory], list[envs.Tr
     if args.demos_file is None:
         if not hasattr(envs.ENV_REGISTRY[args.env], "expert_action"):
             raise common.UserError(f"--env {args.env} has no expert to demonstrate: give --demos-file")
-        start = args.sft_demos if args.demos_start is None else args.demos_start  # disjoint from π0's games
+        start = args.first_task  # disjoint from π0's behaviour-cloning games
         train = envs.expert_demonstrations(args.env, "train", args.demos, start=start, max_steps=args.max_steps)
         heldout = envs.expert_demonstrations(args.env, "train", args.heldout_demos, start=start + args.demos,
                                              max_steps=args.max_steps) if args.heldout_demos > 0 else []

@@ -172,7 +172,8 @@ class PRMExample:
     game_id: str
 
 
-def build_prm_dataset(trajectories: Sequence[envs.Trajectory], q_targets: dict, history_window: int) -> list[PRMExample]:
+def build_prm_dataset(trajectories: Sequence[envs.Trajectory], q_targets: dict, history_window: int,
+                      history_reasons: bool = False) -> list[PRMExample]:
     """D = {(s, a, Q̂)}: one example per distinct (s, a), with the first response seen for it."""
     seen, dataset = set(), []
     for traj in trajectories:
@@ -180,7 +181,8 @@ def build_prm_dataset(trajectories: Sequence[envs.Trajectory], q_targets: dict, 
             if key in seen:
                 continue
             seen.add(key)
-            dataset.append(PRMExample(envs.trajectory_messages(traj, t, history_window), step.response,
+            dataset.append(PRMExample(envs.trajectory_messages(traj, t, history_window, history_reasons=history_reasons),
+                                      step.response,
                                       q_targets[key], key[0], key[1], traj.game_id))
     return dataset
 
@@ -194,7 +196,7 @@ def collect_rollouts(agent: common.AgentModel, tasks: Sequence[int], args: Args,
     trajectories = []
     chunks = [games[i:i + args.batch_size] for i in range(0, len(games), args.batch_size)]
     for k, chunk in enumerate(chunks):
-        trajectories += envs.rollout(chunk, policy, args.history_window, progress=True,
+        trajectories += envs.rollout(chunk, policy, args.history_window, progress=True, history_reasons=args.history_reasons,
                                      desc=f"{desc} [{k + 1}/{len(chunks)}]")
     return trajectories
 
@@ -210,7 +212,8 @@ def fit_value_function(agent: common.AgentModel, mu_trajectories: Sequence[envs.
     for traj in mu_trajectories:
         returns = reward_to_go([s.reward for s in traj.steps], args.gamma)
         for t, g in enumerate(returns):
-            states.append((agent.codec.prompt_ids(envs.trajectory_messages(traj, t, args.history_window)), min(g, 1.0)))
+            prompt = envs.trajectory_messages(traj, t, args.history_window, history_reasons=args.history_reasons)
+            states.append((agent.codec.prompt_ids(prompt), min(g, 1.0)))
     agent.add_role("value", head=True)
     pad = agent.tokenizer.pad_token_id
     with agent.role("value"):
@@ -244,7 +247,8 @@ def shaped_targets(agent: common.AgentModel, trajectories: Sequence[envs.Traject
     advantages: dict[tuple[str, str], list[float]] = defaultdict(list)
     with agent.role("value"):
         for traj in trajectories:
-            prompts = [agent.codec.prompt_ids(envs.trajectory_messages(traj, t, args.history_window))
+            prompts = [agent.codec.prompt_ids(envs.trajectory_messages(traj, t, args.history_window,
+                                                                       history_reasons=args.history_reasons))
                        for t in range(len(traj.steps) + 1)]
             v = torch.sigmoid(common.scalar_scores(agent.peft, agent.heads["value"], prompts, pad, args.batch_size))
             for t, (key, step) in enumerate(zip(state_action_keys(traj), traj.steps)):
@@ -382,14 +386,15 @@ def score_samples(agent: common.AgentModel, messages: Sequence[list[dict]], samp
             for group, row in zip(samples, q)]
 
 
-def dpo_prompt_states(trajectories: Sequence[envs.Trajectory], history_window: int) -> list[list[dict]]:
+def dpo_prompt_states(trajectories: Sequence[envs.Trajectory], history_window: int,
+                      history_reasons: bool = False) -> list[list[dict]]:
     """The distinct states s ~ D visited by π_{i-1} (Eq. 3's expectation), as prompts."""
     seen, prompts = set(), []
     for traj in trajectories:
         for t, (state, _) in enumerate(state_action_keys(traj)):
             if state not in seen:
                 seen.add(state)
-                prompts.append(envs.trajectory_messages(traj, t, history_window))
+                prompts.append(envs.trajectory_messages(traj, t, history_window, history_reasons=history_reasons))
     return prompts
 
 
@@ -507,7 +512,7 @@ def evaluate_row(agent: common.AgentModel, run: common.RunDir, args: Any, name: 
         with agent.role(role):
             summary, trajectories = common.evaluate(row_policy, args.env, split, args.eval_games, args.history_window,
                                                     args.batch_size, desc=f"eval {name} {split}",
-                                                    max_steps=args.max_steps)
+                                                    history_reasons=args.history_reasons, max_steps=args.max_steps)
         records = []
         for traj in trajectories:
             record = traj.to_json()
@@ -559,7 +564,7 @@ def main(args: Args) -> dict[str, Any]:
     if args.reset_50_50:
         expert_trajs = envs.rollout([envs.make(args.env, "train", s, max_steps=args.max_steps) for s in train_tasks],
                                     envs.expert_policy, args.history_window)
-        expert_states = dpo_prompt_states(expert_trajs, args.history_window)
+        expert_states = dpo_prompt_states(expert_trajs, args.history_window, args.history_reasons)
 
     for i in range(1, args.iterations + 1):
         it = f"iter{i}"
@@ -581,7 +586,7 @@ def main(args: Args) -> dict[str, Any]:
                 run.log(stage="value", **fit_value_function(agent, mu_trajectories, args))
             q_hat = shaped_targets(agent, trajectories, q_hat, args)
         q_targets = normalize_targets(q_hat)
-        dataset = build_prm_dataset(trajectories, q_targets, args.history_window)  # D = {(s, a, Q̂)}
+        dataset = build_prm_dataset(trajectories, q_targets, args.history_window, args.history_reasons)  # D
         stage1 = {"rollouts": len(trajectories), "rollout_success": 100.0 * sum(t.won for t in trajectories) / len(trajectories),
                   "state_action_pairs": len(q_hat), "revisited_pairs": sum(v > 1 for v in visits.values()),
                   "mean_q_target": sum(q_targets.values()) / len(q_targets)}
@@ -609,7 +614,7 @@ def main(args: Args) -> dict[str, Any]:
 
         # ── Stage 3: online DPO of π_i against Q_i, KL to π_{i-1} (Alg. 1 line 7, Eq. 3/5) ──
         if not run.done(f"{it}/stage3"):
-            states = dpo_prompt_states(trajectories, args.history_window)
+            states = dpo_prompt_states(trajectories, args.history_window, args.history_reasons)
             stage3 = online_dpo(agent, states, expert_states, args, desc=f"{it} stage 3: online DPO", run=run,
                                 iteration=i)
             agent.save_role("policy", run.path / it / "policy")

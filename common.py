@@ -126,6 +126,10 @@ class BaseArgs:
     # environment
     env: str = field("household", "environment: household | alfworld | textworld | one you registered", group="env")
     history_window: int = field(2, "past (observation, action) turns shown in the prompt", group="env")
+    history_reasons: bool = field(True, "the prompt's history also shows the agent's past REASONs: the paper's state "
+                                  "is the history of observations and actions, and an action is the whole response "
+                                  "(--no-history-reasons: environment actions only, as the official code)",
+                                  group="env")
     max_steps: int = field(30, "actions per episode (paper: 30)", group="env")
     first_task: int | None = field(None, "first train game this algorithm rolls out / takes demonstrations from "
                                    "(default: --sft-demos, right after π0's behaviour-cloning games 0..sft_demos-1, "
@@ -627,7 +631,7 @@ def tiny_corpus(demos: Sequence[envs.Trajectory], history_window: int) -> list[s
     texts = [envs.SYSTEM_PROMPT, envs.STEERED_EXPLORATION_PROMPT]
     for traj in demos:
         for t, step in enumerate(traj.steps):
-            texts.append(envs.trajectory_messages(traj, t, history_window)[1]["content"])
+            texts.append(envs.trajectory_messages(traj, t, history_window, history_reasons=True)[1]["content"])
             texts.append(step.response)
     return texts
 
@@ -1005,13 +1009,14 @@ def summarize(trajectories: Sequence[envs.Trajectory]) -> dict[str, Any]:
 
 
 def evaluate(policy: envs.Policy, env_name: str, split: str, n_games: int, history_window: int,
-             batch_size: int = 64, desc: str | None = None, **env_kwargs: Any) -> tuple[dict[str, Any], list[envs.Trajectory]]:
+             batch_size: int = 64, desc: str | None = None, history_reasons: bool = False,
+             **env_kwargs: Any) -> tuple[dict[str, Any], list[envs.Trajectory]]:
     """Play games 0..n_games-1 of `split` once with `policy`; returns (summary, trajectories)."""
     games = envs.make_envs(env_name, split, n_games, **env_kwargs)
     trajectories: list[envs.Trajectory] = []
     chunks = [games[i:i + batch_size] for i in range(0, len(games), batch_size)]
     for chunk in tqdm(chunks, desc=desc or f"eval {split}", leave=False):
-        trajectories += envs.rollout(chunk, policy, history_window)
+        trajectories += envs.rollout(chunk, policy, history_window, history_reasons=history_reasons)
     return summarize(trajectories), trajectories
 
 
@@ -1036,7 +1041,7 @@ TINY_ARCHITECTURE = {"hidden_size": 128, "layers": 4, "heads": 4}  # ~1M paramet
 
 
 def initial_policy(args: Any, run: RunDir, runtime: Runtime, quantize: bool, demos: Sequence[envs.Trajectory],
-                   tag: str = "pi0", history_reasons: bool = False) -> AgentModel:
+                   tag: str = "pi0", history_reasons: bool | None = None) -> AgentModel:
     """The AgentModel with π0 in its "policy" adapter.
 
     --policy DIR   load that LoRA adapter (trained on --model) as π0
@@ -1046,6 +1051,8 @@ def initial_policy(args: Any, run: RunDir, runtime: Runtime, quantize: bool, dem
     otherwise      behaviour cloning trains the policy LoRA adapter of --model; saved to <run>/<tag>
     history_reasons: the cloning prompts show the past REASONs (for agents whose state keeps their thoughts)
     """
+    if history_reasons is None:
+        history_reasons = getattr(args, "history_reasons", False)
     examples = sft_examples(demos, args.history_window, history_reasons)
     if not args.policy and not examples:
         if args.model == "tiny":
@@ -1054,10 +1061,14 @@ def initial_policy(args: Any, run: RunDir, runtime: Runtime, quantize: bool, dem
         return build_agent_model(resolve_model_path(args.model), runtime, quantize, args.lora_r, args.lora_alpha,
                                  args.max_length)
     if args.policy:
-        agent = build_agent_model(resolve_model_path(args.model), runtime, quantize, args.lora_r, args.lora_alpha,
-                                  args.max_length)
+        # check the user's paths before loading anything (loading a base can take minutes)
         if not Path(args.policy).exists():
             raise UserError(f"--policy {args.policy}: no such folder")
+        if args.model == "tiny":
+            raise UserError("--policy needs the base it was trained on: for a tiny run pass "
+                            "--model <run>/pi0_base (the cloned tiny model) and --sft-demos 0 instead")
+        agent = build_agent_model(resolve_model_path(args.model), runtime, quantize, args.lora_r, args.lora_alpha,
+                                  args.max_length)
         agent.load_role("policy", args.policy)
         return agent
     if args.model == "tiny":

@@ -126,7 +126,7 @@ class Transition:
 
 
 def transitions_from(trajectories: Sequence[envs.Trajectory], label: float, iteration: int,
-                     history_window: int) -> list[Transition]:
+                     history_window: int, history_reasons: bool = False) -> list[Transition]:
     """Every step of every trajectory as a transition; s' is the prompt of the next step (or of the state after
     the last step when the episode was cut by max_steps); terminal iff the step ended the episode by success."""
     out = []
@@ -134,8 +134,10 @@ def transitions_from(trajectories: Sequence[envs.Trajectory], label: float, iter
         for t, step in enumerate(traj.steps):
             last = t == len(traj.steps) - 1
             terminal = last and (traj.won or not traj.final_observation)
-            next_state = None if terminal else envs.trajectory_messages(traj, t + 1, history_window)
-            out.append(Transition(envs.trajectory_messages(traj, t, history_window), step.response, next_state,
+            next_state = None if terminal else envs.trajectory_messages(traj, t + 1, history_window,
+                                                                        history_reasons=history_reasons)
+            out.append(Transition(envs.trajectory_messages(traj, t, history_window, history_reasons=history_reasons),
+                                  step.response, next_state,
                                   None, label, traj.game_id, iteration))
     return out
 
@@ -304,7 +306,8 @@ def main(args: Args) -> dict[str, Any]:
             agent.add_role("sft_baseline", copy_from="policy")
             with agent.role("sft_baseline"):
                 common.sft(agent.peft, agent.codec, agent.trainable_parameters("sft_baseline"),
-                           common.sft_examples(demos, args.history_window), args.sft_baseline_epochs,
+                           common.sft_examples(demos, args.history_window, args.history_reasons),
+                           args.sft_baseline_epochs,
                            args.sft_baseline_lr, args.sft_batch_size, args.seed, desc="SFT baseline on D+")
             agent.save_role("sft_baseline", run.path / "sft_baseline")
             run.mark_done("sft_baseline")
@@ -313,7 +316,7 @@ def main(args: Args) -> dict[str, Any]:
         rows.append(("SFT", agent_prm.evaluate_row(agent, run, args, "SFT", role="sft_baseline")))
     rows.append(("InversePRM π0", agent_prm.evaluate_row(agent, run, args, "InversePRM π0")))
 
-    positives = transitions_from(demos, label=1.0, iteration=0, history_window=args.history_window)  # D+
+    positives = transitions_from(demos, 1.0, 0, args.history_window, args.history_reasons)  # D+
     expert_states = [t.state for t in positives]
     negatives: list[Transition] = []  # D-, aggregated over iterations
     for i in range(1, args.iterations + 1):
@@ -329,7 +332,7 @@ def main(args: Args) -> dict[str, Any]:
             run.write_jsonl(f"{it}/rollouts.jsonl", rollouts)
             run.mark_done(f"{it}/stage1")
         rollouts = [envs.Trajectory.from_json(r) for r in run.read_jsonl(f"{it}/rollouts.jsonl")]
-        negatives += transitions_from(rollouts, label=0.0, iteration=i, history_window=args.history_window)
+        negatives += transitions_from(rollouts, 0.0, i, args.history_window, args.history_reasons)
         if not run.done(f"{it}/relabel"):
             relabel_with_policy(agent, [*positives, *negatives], args)
             run.write_jsonl(f"{it}/transitions.jsonl", [dataclasses.asdict(t) for t in [*positives, *negatives]])
@@ -364,7 +367,7 @@ def main(args: Args) -> dict[str, Any]:
 
         # ── Stage 3: online DPO of π_i against Q_i on s ~ D_i, KL to π_{i-1} (Alg. 2 line 6, Eq. 10-11) ──
         if not run.done(f"{it}/stage3"):
-            states = agent_prm.dpo_prompt_states(rollouts, args.history_window)
+            states = agent_prm.dpo_prompt_states(rollouts, args.history_window, args.history_reasons)
             stage3 = agent_prm.online_dpo(agent, states, expert_states, args, desc=f"{it} stage 3: online DPO",
                                           run=run, iteration=i)
             agent.save_role("policy", run.path / it / "policy")

@@ -77,7 +77,7 @@ def test_prm_dataset_has_one_row_per_state_action_pair():
     q_hat, _ = agent_prm.estimate_q_targets(trajectories, 1.0)
     dataset = agent_prm.build_prm_dataset(trajectories, q_hat, history_window=2)
     assert sorted((e.action, e.target) for e in dataset) == [("a", 0.5), ("b", 1.0), ("c", 0.0)]
-    assert all(e.messages[1]["content"].startswith("Task: t") for e in dataset)
+    assert all("Task: t\nCurrent observation: " in e.messages[1]["content"] for e in dataset)
 
 
 def test_soft_bce_matches_eq_2_by_hand():

@@ -387,4 +387,4 @@ def test_one_rollout_batch_mixes_household_alfworld_and_textworld(alfworld_data,
         record = envs.Trajectory.from_json(json.loads(json.dumps(traj.to_json())))  # JSON round trip
         assert record == traj
         prompt = envs.trajectory_messages(traj, len(traj.steps) - 1, history_window=3)[-1]["content"]
-        assert prompt.startswith(f"Task: {traj.task}") and "Admissible actions: " in prompt
+        assert f"\n\nTask: {traj.task}\nCurrent observation: " in prompt and "Admissible actions: " in prompt

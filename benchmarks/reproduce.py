@@ -1,0 +1,288 @@
+"""Reproduce the papers' findings on the built-in household game with the tiny model, on a CPU.
+
+What it runs, for every seed (seeds run side by side, `--jobs` at a time, each with cores/jobs threads):
+  1. agent_prm.py   --iterations 2   (π0 by behaviour cloning, then π1, π2, BoN(π_i, Q_j) with N = 4)
+  2. the N-scaling curve of Fig. 2b: BoN(π0, Q0) for N in --bon-n on the validation split (N = 1 is π0
+     sampled at the Best-of-N temperature, no PRM)
+  3. inverse_prm.py --iterations 1   from the SAME π0 (the cloned base of step 1, `--sft-demos 0`), with the
+     SFT baseline on the same demonstrations (Table 2)
+  4. action_prm.py                   from the same π0, with its two SFT baselines and held-out likelihoods
+Then it aggregates mean ± std over seeds into benchmarks/results.md (Table-1/Table-2-shaped), draws
+benchmarks/results.png (success vs N and vs iteration; needs matplotlib, skipped without it) and copies the
+tables into README.md between the `<!-- results:begin -->` / `<!-- results:end -->` markers.
+
+Every script resumes from its run folder, so an interrupted reproduce.py picks up where it stopped.
+
+    python benchmarks/reproduce.py                 # 3 seeds, default sizes; ~1 hour on 2 cores
+    python benchmarks/reproduce.py --quick         # every script's --quick, 1 seed: checks the pipeline (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds (one full pipeline each)")
+    p.add_argument("--jobs", type=int, default=2, help="seeds run in parallel (each gets cores/jobs threads)")
+    p.add_argument("--bon-n", type=int, nargs="+", default=[1, 2, 4, 8, 16],
+                   help="N values of the Best-of-N curve BoN(π0, Q0) (Fig. 2b)")
+    p.add_argument("--iterations", type=int, default=2, help="AgentPRM iterations")
+    p.add_argument("--quick", action="store_true", help="every script with --quick and one seed: a pipeline check")
+    p.add_argument("--out", default=str(ROOT / "runs" / "reproduce"), help="folder of the per-seed run folders")
+    p.add_argument("--results", default=str(ROOT / "benchmarks" / "results.md"), help="the Markdown table written")
+    p.add_argument("--no-readme", action="store_true", help="do not copy the tables into README.md")
+    p.add_argument("--bon-curve", metavar="RUN", help=argparse.SUPPRESS)  # internal: one BoN curve, in a subprocess
+    args = p.parse_args(argv)
+    if args.quick and argv is not None and "--seeds" not in argv:
+        args.seeds = args.seeds[:1]
+    return args
+
+
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+# Running the scripts
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+def run_script(cmd: list[str], log_path: Path, threads: int) -> None:
+    """One algorithm script as a subprocess; its output goes to log_path (tail printed if it fails)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    with open(log_path, "a") as log:
+        log.write(f"\n$ {' '.join(cmd)}\n")
+        log.flush()
+        result = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        tail = log_path.read_text()[-3000:]
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit {result.returncode}); end of {log_path}:\n{tail}")
+    print(f"  done in {(time.time() - t0) / 60:5.1f} min: {' '.join(cmd[1:3])} ... ({log_path})", flush=True)
+
+
+def seed_pipeline(seed: int, args: argparse.Namespace, threads: int) -> None:
+    py, base = sys.executable, Path(args.out) / f"s{seed}"
+    quick = ["--quick"] if args.quick else []
+    agent_run = base / "agent_prm"
+    run_script([py, "agent_prm.py", "--seed", str(seed), "--iterations", str(args.iterations), "--out", str(agent_run),
+                *quick], base / "agent_prm.log", threads)
+    # The N curve reuses π0 and Q0 of the AgentPRM run (a separate process, so its thread count is set alike).
+    run_script([py, str(Path(__file__).resolve()), "--bon-curve", str(agent_run), "--bon-n",
+                *[str(n) for n in args.bon_n], *quick], base / "bon_curve.log", threads)
+    # InversePRM and Action-PRM start from the same π0: the cloned tiny model, no further cloning, and
+    # demonstrations from the train games after π0's (so the three algorithms see the same π0).
+    agent_args = json.loads((agent_run / "args.json").read_text())
+    shared = ["--model", str(agent_run / "pi0_base"), "--sft-demos", "0", "--first-task", str(agent_args["first_task"])]
+    run_script([py, "inverse_prm.py", "--seed", str(seed), *shared, "--out", str(base / "inverse_prm"), *quick],
+               base / "inverse_prm.log", threads)
+    run_script([py, "action_prm.py", "--seed", str(seed), *shared, "--out", str(base / "action_prm"), *quick],
+               base / "action_prm.log", threads)
+
+
+def bon_curve(run_path: Path, ns: list[int], quick: bool) -> None:
+    """BoN(π0, Q0) for every N on the validation split, evaluated with the AgentPRM run's own settings."""
+    import agent_prm
+    import common
+
+    saved = json.loads((run_path / "args.json").read_text())
+    fields = {f for f in agent_prm.Args.__dataclass_fields__}
+    args = agent_prm.Args(**{k: v for k, v in saved.items() if k in fields and k != "quick"})
+    args.eval_splits = args.eval_splits[:1]
+    runtime = common.resolve_runtime(args.device, args.dtype)
+    common.set_seed(args.seed)
+    agent = common.build_agent_model(str(run_path / "pi0_base"), runtime, common.quantize_flag(args.load_in_4bit, runtime),
+                                     args.lora_r, args.lora_alpha, args.max_length)
+    agent.add_role("prm", head=True, fresh=True)
+    agent.load_role("prm", run_path / "iter1" / "prm")
+    curve_run = common.RunDir("bon_curve", args.env, args.seed, str(run_path / "bon_curve"), args)
+    curve = {}
+    for n in ns:
+        name = agent_prm.paper_name(0, 0, n)
+        curve[n] = agent_prm.evaluate_row(agent, curve_run, args, name, n)[args.eval_splits[0]]
+    curve_run.write_json("summary.json", {"split": args.eval_splits[0], "curve": {str(n): s for n, s in curve.items()}})
+
+
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+# Aggregation over seeds
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    m = sum(values) / len(values)
+    return m, (math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0)
+
+
+def cell(values: list[float], digits: int = 1) -> str:
+    if not values:
+        return "–"
+    m, s = mean_std(values)
+    return f"{m:.{digits}f} ± {s:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f}"
+
+
+def rows_of(seed_dirs: list[Path], algo: str) -> dict[str, dict[str, list[dict]]]:
+    """{row name: {split: [summary per seed]}} from every seed's <algo>/summary.json."""
+    rows: dict[str, dict[str, list[dict]]] = {}
+    for d in seed_dirs:
+        f = d / algo / "summary.json"
+        if not f.exists():
+            continue
+        for name, row in json.loads(f.read_text())["rows"].items():
+            for split, summary in row.items():
+                rows.setdefault(name, {}).setdefault(split, []).append(summary)
+    return rows
+
+
+def table(rows: dict[str, dict[str, list[dict]]], splits: list[str], task_types: list[str]) -> list[str]:
+    short = {"pick_and_place": "pick", "pick_clean_then_place": "clean", "pick_heat_then_place": "heat",
+             "pick_cool_then_place": "cool", "look_at_obj_in_light": "look", "pick_two_obj_and_place": "pick2"}
+    lines = []
+    for split in splits:
+        lines += [f"**{split}** (success %, mean ± std over seeds; #actions; success % per task type)", "",
+                  "| method | seeds | success % | #actions | " + " | ".join(short.get(t, t) for t in task_types) + " |",
+                  "|---|---|---|---|" + "---|" * len(task_types)]
+        for name, by_split in rows.items():
+            summaries = by_split.get(split, [])
+            if not summaries:
+                continue
+            per_type = [cell([s["per_type"][t] for s in summaries if t in s["per_type"]], 0) for t in task_types]
+            lines.append(f"| {name} | {len(summaries)} | {cell([s['success'] for s in summaries])} | "
+                         f"{cell([s['actions'] for s in summaries])} | " + " | ".join(per_type) + " |")
+        lines.append("")
+    return lines
+
+
+def aggregate(args: argparse.Namespace, wall_minutes: float) -> str:
+    import envs
+
+    seed_dirs = [Path(args.out) / f"s{s}" for s in args.seeds]
+    splits = ["eval_in_distribution", "eval_out_of_distribution"]
+    task_types = list(envs.TASK_TYPES)
+    cmd = "python benchmarks/reproduce.py" + (" --quick" if args.quick else "")
+    lines = ["# Results on the built-in household game (tiny model, CPU)", "",
+             f"Made by `{cmd}` (seeds {', '.join(map(str, args.seeds))}; {wall_minutes:.0f} min wall on "
+             f"{os.cpu_count()} cores). Every number below is read from the run folders under `{args.out}`"
+             f"{' — QUICK sizes: a pipeline check, not a result' if args.quick else ''}.", ""]
+    lines += ["## AgentPRM (Table 1 shape)", "", "Q_j is the PRM trained on π_j's rollouts; BoN uses N = 4.", ""]
+    lines += table(rows_of(seed_dirs, "agent_prm"), splits, task_types)
+
+    curves: dict[int, list[float]] = {}
+    for d in seed_dirs:
+        f = d / "agent_prm" / "bon_curve" / "summary.json"
+        if f.exists():
+            for n, s in json.loads(f.read_text())["curve"].items():
+                curves.setdefault(int(n), []).append(s["success"])
+    if curves:
+        lines += ["## Best-of-N scaling, BoN(π0, Q0) on eval_in_distribution (Fig. 2b shape)", "",
+                  "| N | " + " | ".join(str(n) for n in sorted(curves)) + " |",
+                  "|---|" + "---|" * len(curves),
+                  "| success % | " + " | ".join(cell(curves[n]) for n in sorted(curves)) + " |", ""]
+
+    lines += ["## InversePRM (Table 2 shape)", "", "All rows start from the same π0 as AgentPRM; SFT is π0 fine-tuned "
+              "on the same demonstrations InversePRM learns from.", ""]
+    lines += table(rows_of(seed_dirs, "inverse_prm"), splits, task_types)
+    lines += ["## Action-PRM", ""]
+    lines += table(rows_of(seed_dirs, "action_prm"), splits, task_types)
+    likelihood: dict[str, dict[str, list[float]]] = {}
+    for d in seed_dirs:
+        f = d / "action_prm" / "summary.json"
+        if f.exists():
+            for name, metrics in json.loads(f.read_text()).get("heldout_likelihood", {}).items():
+                for k, v in metrics.items():
+                    if isinstance(v, (int, float)):
+                        likelihood.setdefault(name, {}).setdefault(k, []).append(float(v))
+    if likelihood:
+        keys = sorted({k for m in likelihood.values() for k in m})
+        lines += ["Held-out action likelihood (expert games never trained on; higher is better):", "",
+                  "| model | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+        lines += [f"| {name} | " + " | ".join(cell(m.get(k, []), 3) for k in keys) + " |"
+                  for name, m in likelihood.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(args: argparse.Namespace, png: Path) -> bool:
+    """success vs N (BoN(π0,Q0)) and vs AgentPRM iteration; False when matplotlib is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        print("matplotlib not installed: no plot (pip install matplotlib); the table is written anyway")
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seed_dirs = [Path(args.out) / f"s{s}" for s in args.seeds]
+    fig, (ax_n, ax_i) = plt.subplots(1, 2, figsize=(9, 3.5))
+    curves: dict[int, list[float]] = {}
+    for d in seed_dirs:
+        f = d / "agent_prm" / "bon_curve" / "summary.json"
+        if f.exists():
+            for n, s in json.loads(f.read_text())["curve"].items():
+                curves.setdefault(int(n), []).append(s["success"])
+    if curves:
+        ns = sorted(curves)
+        means, stds = zip(*(mean_std(curves[n]) for n in ns))
+        ax_n.errorbar(ns, means, yerr=stds, marker="o", capsize=3)
+        ax_n.set_xscale("log", base=2)
+    ax_n.set(xlabel="N (Best-of-N)", ylabel="success % (eval_in_distribution)", title="BoN(π0, Q0)")
+    rows = rows_of(seed_dirs, "agent_prm")
+    policies = sorted((n for n in rows if n.startswith("π")), key=lambda n: int(n[1:]))
+    for split in ("eval_in_distribution", "eval_out_of_distribution"):
+        points = [mean_std([s["success"] for s in rows[p].get(split, [])]) for p in policies if rows[p].get(split)]
+        if points:
+            ax_i.errorbar(range(len(points)), [m for m, _ in points], yerr=[s for _, s in points], marker="o",
+                          capsize=3, label=split)
+    ax_i.set(xlabel="AgentPRM iteration i (policy π_i)", ylabel="success %", title="π_i")
+    ax_i.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    return True
+
+
+def update_readme(markdown: str, has_plot: bool) -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    begin, end = "<!-- results:begin -->", "<!-- results:end -->"
+    if begin not in text or end not in text:
+        print(f"README.md has no {begin} ... {end} markers: not updated")
+        return
+    body = markdown.split("\n", 2)[2]  # drop the file's own title
+    if has_plot:
+        body += "\n![success vs N and vs iteration](benchmarks/results.png)\n"
+    head, rest = text.split(begin, 1)
+    readme.write_text(head + begin + "\n" + body.strip() + "\n" + end + rest.split(end, 1)[1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.bon_curve:
+        bon_curve(Path(args.bon_curve), args.bon_n, args.quick)
+        return
+    threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+    print(f"reproduce: seeds {args.seeds}, {args.jobs} at a time with {threads} thread(s) each; runs in {args.out}")
+    t0 = time.time()
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for future in [pool.submit(seed_pipeline, s, args, threads) for s in args.seeds]:
+            future.result()  # re-raises a failed script's error
+    markdown = aggregate(args, (time.time() - t0) / 60)
+    results = Path(args.results)
+    results.write_text(markdown + "\n")
+    has_plot = plot(args, results.with_suffix(".png"))
+    if not args.no_readme and not args.quick:
+        update_readme(markdown, has_plot)
+    print(markdown)
+    print(f"\nwrote {results}" + (f" and {results.with_suffix('.png')}" if has_plot else ""))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

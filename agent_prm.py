@@ -51,7 +51,7 @@ class Args(common.BaseArgs):
 
     # Stage 1
     iterations: int = field(1, "K, the number of AgentPRM iterations", group="stage 1: rollouts and Q̂")
-    train_tasks: int = field(64, "distinct training games rolled out in Stage 1 (from --first-task on)",
+    train_tasks: int = field(32, "distinct training games rolled out in Stage 1 (from --first-task on)",
                              group="stage 1: rollouts and Q̂")
     rollouts_per_task: int = field(4, "rollouts of π_{i-1} per training game (revisits give Monte-Carlo averages)",
                                    group="stage 1: rollouts and Q̂")
@@ -62,7 +62,7 @@ class Args(common.BaseArgs):
                           group="stage 2: PRM", choices=["bce", "bt"])
     bt_margin: float = field(0.03, "δ: a pair (a1, a2) needs Q̂(s,a1) - Q̂(s,a2) ≥ δ (official code: 0.03)",
                              group="stage 2: PRM")
-    prm_epochs: float = field(2.0, "PRM training epochs", group="stage 2: PRM")
+    prm_epochs: float = field(1.0, "PRM training epochs", group="stage 2: PRM")
     prm_lr: float = field(1e-3, "PRM learning rate (LoRA adapter + scalar head)", group="stage 2: PRM")
     prm_batch_size: int = field(16, "PRM batch size", group="stage 2: PRM")
     prm_holdout: float = field(0.1, "fraction of training games held out to report PRM loss/accuracy",
@@ -94,6 +94,8 @@ class Args(common.BaseArgs):
             self.train_tasks, self.rollouts_per_task = min(self.train_tasks, 6), min(self.rollouts_per_task, 2)
             self.prm_epochs, self.dpo_steps, self.dpo_prompts = min(self.prm_epochs, 1.0), min(self.dpo_steps, 4), 4
             self.bon_n = [min(n, 2) for n in self.bon_n][:1]
+            if self.model != "tiny":  # see BaseArgs: a pretrained model on a CPU is ~1000x slower per token
+                self.train_tasks, self.dpo_steps = min(self.train_tasks, 3), min(self.dpo_steps, 2)
         if not 0.0 < self.gamma <= 1.0:
             raise common.UserError(f"--gamma must be in (0, 1], got {self.gamma}")
         if not 0.0 <= self.shaping_alpha <= 1.0:
@@ -497,8 +499,9 @@ def evaluate_row(agent: common.AgentModel, run: common.RunDir, args: Any, name: 
     `bon_n` is given, or any `policy` (e.g. the expert). Cached in <run>/evals.json; trajectories (with the
     per-step PRM scores of the Best-of-N candidates) go to <run>/evals/<name>__<split>.jsonl."""
     evals = run.read_json("evals.json") if (run.path / "evals.json").exists() else {}
-    if name in evals:
-        return evals[name]
+    cached = evals.get(name, {})
+    if all(cached.get(split, {}).get("episodes") == args.eval_games for split in args.eval_splits):
+        return {split: cached[split] for split in args.eval_splits}  # evaluated before on the same games
     row = {}
     for split in args.eval_splits:
         bon_log: dict[str, list] = defaultdict(list)
@@ -608,7 +611,7 @@ def main(args: Args) -> dict[str, Any]:
         print(f"[{it}] stage 2: PRM held-out loss {stage2.get('prm_heldout_loss', float('nan')):.3f}, "
               f"accuracy {stage2.get('prm_heldout_acc', float('nan')):.3f}, "
               f"same-state pair accuracy {stage2.get('prm_heldout_pair_acc', float('nan')):.3f}")
-        for n in args.bon_n:
+        for n in args.bon_n if i == 1 else []:  # later iterations: Table 1 has BoN(π_i, Q_{i-1}) only
             name = paper_name(i - 1, i - 1, n if len(args.bon_n) > 1 else None)
             rows.append((name, evaluate_row(agent, run, args, name, n)))
 

@@ -134,13 +134,13 @@ class BaseArgs:
     first_task: int | None = field(None, "first train game this algorithm rolls out / takes demonstrations from "
                                    "(default: --sft-demos, right after π0's behaviour-cloning games 0..sft_demos-1, "
                                    "so the two never overlap)", group="env")
-    eval_games: int = field(60, "games per evaluation split", group="env")
+    eval_games: int = field(50, "games per evaluation split", group="env")
     eval_splits: list[str] = field(["eval_in_distribution", "eval_out_of_distribution"],
                                    "splits to evaluate on; the first is the validation split", group="env")
     eval_temperature: float = field(0.3, "sampling temperature when evaluating a policy (official code: 0.3)",
                                     group="env")
     # π0
-    sft_demos: int = field(2000, "expert episodes for behaviour cloning π0 (games 0..N-1 of train); 0 = π0 is "
+    sft_demos: int = field(1000, "expert episodes for behaviour cloning π0 (games 0..N-1 of train); 0 = π0 is "
                            "--model itself (e.g. a folder saved by an earlier run's behaviour cloning)", group="pi0")
     sft_epochs: float = field(1.0, "behaviour-cloning epochs", group="pi0")
     sft_lr: float = field(3e-3, "behaviour-cloning peak learning rate, cosine schedule (tiny: all weights; "
@@ -151,6 +151,12 @@ class BaseArgs:
         if self.quick:
             self.sft_demos, self.sft_epochs = min(self.sft_demos, 60), min(self.sft_epochs, 1.0)
             self.eval_games, self.eval_splits = min(self.eval_games, 6), self.eval_splits[:1]
+            if self.model != "tiny":
+                # A pretrained model on a CPU costs ~1000x the tiny one per token (a 135M model's 600-token
+                # prompts take seconds each), so --quick shrinks further: it proves the code path, not learning.
+                self.sft_demos, self.eval_games = min(self.sft_demos, 2), min(self.eval_games, 2)
+                self.max_steps, self.history_window = min(self.max_steps, 6), min(self.history_window, 1)
+                self.max_new_tokens, self.sft_batch_size = min(self.max_new_tokens, 32), min(self.sft_batch_size, 4)
         if self.first_task is None:
             self.first_task = self.sft_demos
         if self.first_task < self.sft_demos:

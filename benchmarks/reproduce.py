@@ -33,6 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+STEPS = ["agent_prm", "inverse_prm", "action_prm", "bon_curve"]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds (one full pipeline each)")
@@ -40,14 +43,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bon-n", type=int, nargs="+", default=[1, 2, 4, 8, 16],
                    help="N values of the Best-of-N curve BoN(π0, Q0) (Fig. 2b)")
     p.add_argument("--iterations", type=int, default=2, help="AgentPRM iterations")
+    p.add_argument("--eval-games", type=int, default=30, help="games per eval split, every script (the scripts' "
+                   "default is 50; 30 keeps the whole run near an hour)")
     p.add_argument("--quick", action="store_true", help="every script with --quick and one seed: a pipeline check")
     p.add_argument("--out", default=str(ROOT / "runs" / "reproduce"), help="folder of the per-seed run folders")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results.md"), help="the Markdown table written")
+    p.add_argument("--only", nargs="+", choices=STEPS, default=STEPS,
+                   help="run only these steps of each seed's pipeline (the rest is still aggregated if present)")
     p.add_argument("--no-readme", action="store_true", help="do not copy the tables into README.md")
     p.add_argument("--bon-curve", metavar="RUN", help=argparse.SUPPRESS)  # internal: one BoN curve, in a subprocess
     args = p.parse_args(argv)
     if args.quick and argv is not None and "--seeds" not in argv:
         args.seeds = args.seeds[:1]
+    args.command = " ".join(["python benchmarks/reproduce.py", *(argv or [])])
     return args
 
 
@@ -73,21 +81,24 @@ def run_script(cmd: list[str], log_path: Path, threads: int) -> None:
 
 def seed_pipeline(seed: int, args: argparse.Namespace, threads: int) -> None:
     py, base = sys.executable, Path(args.out) / f"s{seed}"
-    quick = ["--quick"] if args.quick else []
+    sizes = ["--quick"] if args.quick else ["--eval-games", str(args.eval_games)]
     agent_run = base / "agent_prm"
-    run_script([py, "agent_prm.py", "--seed", str(seed), "--iterations", str(args.iterations), "--out", str(agent_run),
-                *quick], base / "agent_prm.log", threads)
-    # The N curve reuses π0 and Q0 of the AgentPRM run (a separate process, so its thread count is set alike).
-    run_script([py, str(Path(__file__).resolve()), "--bon-curve", str(agent_run), "--bon-n",
-                *[str(n) for n in args.bon_n], *quick], base / "bon_curve.log", threads)
+    if "agent_prm" in args.only:
+        run_script([py, "agent_prm.py", "--seed", str(seed), "--iterations", str(args.iterations), "--out",
+                    str(agent_run), *sizes], base / "agent_prm.log", threads)
     # InversePRM and Action-PRM start from the same π0: the cloned tiny model, no further cloning, and
     # demonstrations from the train games after π0's (so the three algorithms see the same π0).
     agent_args = json.loads((agent_run / "args.json").read_text())
     shared = ["--model", str(agent_run / "pi0_base"), "--sft-demos", "0", "--first-task", str(agent_args["first_task"])]
-    run_script([py, "inverse_prm.py", "--seed", str(seed), *shared, "--out", str(base / "inverse_prm"), *quick],
-               base / "inverse_prm.log", threads)
-    run_script([py, "action_prm.py", "--seed", str(seed), *shared, "--out", str(base / "action_prm"), *quick],
-               base / "action_prm.log", threads)
+    for script in ("inverse_prm", "action_prm"):
+        if script in args.only:
+            run_script([py, f"{script}.py", "--seed", str(seed), *shared, "--out", str(base / script), *sizes],
+                       base / f"{script}.log", threads)
+    # The N curve reuses π0 and Q0 of the AgentPRM run (a separate process, so its thread count is set alike).
+    if "bon_curve" in args.only:
+        run_script([py, str(Path(__file__).resolve()), "--bon-curve", str(agent_run), "--bon-n",
+                    *[str(n) for n in args.bon_n], *(["--quick"] if args.quick else [])], base / "bon_curve.log",
+                   threads)
 
 
 def bon_curve(run_path: Path, ns: list[int], quick: bool) -> None:
@@ -168,7 +179,7 @@ def aggregate(args: argparse.Namespace, wall_minutes: float) -> str:
     seed_dirs = [Path(args.out) / f"s{s}" for s in args.seeds]
     splits = ["eval_in_distribution", "eval_out_of_distribution"]
     task_types = list(envs.TASK_TYPES)
-    cmd = "python benchmarks/reproduce.py" + (" --quick" if args.quick else "")
+    cmd = args.command
     lines = ["# Results on the built-in household game (tiny model, CPU)", "",
              f"Made by `{cmd}` (seeds {', '.join(map(str, args.seeds))}; {wall_minutes:.0f} min wall on "
              f"{os.cpu_count()} cores). Every number below is read from the run folders under `{args.out}`"

@@ -151,12 +151,37 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(SECTIONS), nargs="+", help="run only these sections")
     parser.add_argument("--prefix-model", default="tiny", help="model for the prefix-sharing section "
                         "(tiny, or e.g. smollm2-135m)")
+    parser.add_argument("--readme", action="store_true", help="also write the printed lines into README.md "
+                        "between the <!-- speed:begin --> / <!-- speed:end --> markers")
     args = parser.parse_args()
-    for name in args.only or SECTIONS:
-        if name == "prefix":
-            bench_prefix_sharing(model_name=args.prefix_model)
-        else:
-            SECTIONS[name]()
+    import contextlib
+    import io
+    import os
+
+    printed = io.StringIO()
+
+    class Tee(io.TextIOBase):  # print to the terminal and keep a copy for the README
+        def write(self, text: str) -> int:
+            sys.__stdout__.write(text)
+            sys.__stdout__.flush()
+            return printed.write(text)
+
+    with contextlib.redirect_stdout(Tee()):
+        print(f"({os.cpu_count()} cores, torch threads: {os.environ.get('OMP_NUM_THREADS', 'default')}; "
+              f"{time.strftime('%Y-%m-%d')})")
+        for name in args.only or SECTIONS:
+            if name == "prefix":
+                bench_prefix_sharing(model_name=args.prefix_model)
+            else:
+                SECTIONS[name]()
+    if args.readme:
+        readme = Path(__file__).resolve().parent.parent / "README.md"
+        text, begin, end = readme.read_text(), "<!-- speed:begin -->", "<!-- speed:end -->"
+        if begin in text and end in text:
+            head, rest = text.split(begin, 1)
+            command = "python benchmarks/speed.py" + (f" --only {' '.join(args.only)}" if args.only else "")
+            block = f"Printed by `{command} --readme`:\n\n```\n{printed.getvalue().strip()}\n```"
+            readme.write_text(head + begin + "\n" + block + "\n" + end + rest.split(end, 1)[1])
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ def run(script, *args, timeout=900):
                           timeout=timeout, cwd=ROOT, env=env)
 
 
-@pytest.mark.parametrize("script", SCRIPTS + ["envs.py", "benchmarks/speed.py"])
+@pytest.mark.parametrize("script", SCRIPTS + ["envs.py", "benchmarks/speed.py", "benchmarks/reproduce.py"])
 def test_help_exits_zero(script):
     result = run(script, "--help")
     assert result.returncode == 0, result.stderr
@@ -78,3 +78,18 @@ def test_agent_prm_quick(tmp_path):
     again = run("agent_prm.py", "--quick", "--out", str(out), timeout=300)
     assert again.returncode == 0 and "stage 1:" in again.stdout
     assert "rollouts of π0 [" not in again.stderr
+
+
+def test_inverse_prm_quick(tmp_path):
+    out = tmp_path / "inverse_prm"
+    result = run("inverse_prm.py", "--quick", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "|D+| =" in result.stdout and "|D-| =" in result.stdout
+    summary = _check_run_folder(out)
+    assert {"Expert", "SFT", "InversePRM π0", "InversePRM π1", "BoN(π0,Q0)"} <= set(summary["rows"])
+    assert summary["rows"]["Expert"]["eval_in_distribution"]["success"] == 100.0
+    for artifact in ("sft_baseline", "iter1/prm", "iter1/policy"):
+        assert (out / artifact / "adapter_config.json").exists(), artifact
+    transitions = [json.loads(line) for line in (out / "iter1" / "transitions.jsonl").open()]
+    assert {t["label"] for t in transitions} == {0.0, 1.0}
+    assert all(t["next_action"] for t in transitions if t["next_state"] is not None)  # a' relabelled by π0

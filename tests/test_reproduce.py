@@ -1,0 +1,39 @@
+"""benchmarks/reproduce.py: the aggregation over seeds (the runs themselves are the scripts' smoke tests)."""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import reproduce  # noqa: E402
+
+
+def _summary(success, actions, per_type):
+    return {"success": success, "actions": actions, "per_type": per_type}
+
+
+def test_mean_and_sample_std():
+    assert reproduce.mean_std([10.0, 20.0, 30.0]) == (20.0, 10.0)
+    assert reproduce.cell([10.0, 20.0, 30.0]) == "20.0 ± 10.0"
+    assert reproduce.cell([7.0]) == "7.0" and reproduce.cell([]) == "–"
+
+
+def test_results_table_reads_every_seed(tmp_path):
+    for seed, (s0, s1) in {1: (10.0, 30.0), 2: (20.0, 40.0)}.items():
+        run = tmp_path / f"s{seed}" / "agent_prm"
+        run.mkdir(parents=True)
+        rows = {"π0": {"eval_in_distribution": _summary(s0, 25.0, {"pick_and_place": s0})},
+                "π1": {"eval_in_distribution": _summary(s1, 20.0, {"pick_and_place": s1})}}
+        (run / "summary.json").write_text(json.dumps({"rows": rows}))
+        (run / "bon_curve").mkdir()
+        (run / "bon_curve" / "summary.json").write_text(json.dumps(
+            {"curve": {"1": _summary(s0, 25.0, {}), "4": _summary(s1, 20.0, {})}}))
+    args = reproduce.parse_args(["--out", str(tmp_path), "--seeds", "1", "2"])
+    markdown = reproduce.aggregate(args, wall_minutes=1.0)
+    std = math.sqrt(50.0)  # sample std of {10, 20} and of {30, 40}
+    assert f"| π0 | 2 | 15.0 ± {std:.1f} | 25.0 ± 0.0 | 15 ± 7 |" in markdown
+    assert f"| π1 | 2 | 35.0 ± {std:.1f} | 20.0 ± 0.0 | 35 ± 7 |" in markdown
+    assert f"| success % | 15.0 ± {std:.1f} | 35.0 ± {std:.1f} |" in markdown

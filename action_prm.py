@@ -66,8 +66,12 @@ class Args(common.BaseArgs):
 
     # π0 (overrides BaseArgs.sft_demos: the right default depends on the model)
     sft_demos: int | None = field(None, "expert episodes WITH reasons for behaviour cloning π0 (games 0..N-1 of "
-                                  "train). Default: 1000 for --model tiny (a random model must first learn to write "
+                                  "train). Default: 2000 for --model tiny (a random model must first learn to write "
                                   "thoughts), 0 otherwise (π0 = the pretrained model itself)", group="pi0")
+    # environment (overrides BaseArgs.history_reasons: the latent thoughts are part of the state here)
+    history_reasons: bool = field(True, "the prompt's history shows the past thoughts: s_t contains z*_{t-1}, so "
+                                  "each inferred thought is carried into the next state (the note's model)",
+                                  group="env")
     # demonstrations
     demos: int = field(48, "action-only demonstrations: the expert's episodes on the train games from --first-task "
                        "on, reasons stripped (ignored with --demos-file)", group="demonstrations")
@@ -102,7 +106,7 @@ class Args(common.BaseArgs):
 
     def __post_init__(self) -> None:
         if self.sft_demos is None:  # resolved before BaseArgs.__post_init__, which caps it under --quick
-            self.sft_demos = 1000 if self.model == "tiny" else 0
+            self.sft_demos = 2000 if self.model == "tiny" else 0
         super().__post_init__()
         if self.quick:  # a CPU smoke test: the algorithm is unchanged, only the sizes shrink
             self.demos, self.heldout_demos = min(self.demos, 6), min(self.heldout_demos, 3)

@@ -126,9 +126,10 @@ class BaseArgs:
     # environment
     env: str = field("household", "environment: household | alfworld | textworld | one you registered", group="env")
     history_window: int = field(2, "past (observation, action) turns shown in the prompt", group="env")
-    history_reasons: bool = field(True, "the prompt's history also shows the agent's past REASONs: the paper's state "
-                                  "is the history of observations and actions, and an action is the whole response "
-                                  "(--no-history-reasons: environment actions only, as the official code)",
+    history_reasons: bool = field(False, "the prompt's history also shows the agent's past REASONs (the paper's state "
+                                  "is the history of observations and actions, and an action is the whole response). "
+                                  "Off by default, as in the official code: the tiny model cloned on 1,000 episodes "
+                                  "with them reached 0%% success on 30 games, copying its own earlier wrong reasons",
                                   group="env")
     max_steps: int = field(30, "actions per episode (paper: 30)", group="env")
     first_task: int | None = field(None, "first train game this algorithm rolls out / takes demonstrations from "
@@ -140,7 +141,7 @@ class BaseArgs:
     eval_temperature: float = field(0.3, "sampling temperature when evaluating a policy (official code: 0.3)",
                                     group="env")
     # π0
-    sft_demos: int = field(1000, "expert episodes for behaviour cloning π0 (games 0..N-1 of train); 0 = π0 is "
+    sft_demos: int = field(2000, "expert episodes for behaviour cloning π0 (games 0..N-1 of train); 0 = π0 is "
                            "--model itself (e.g. a folder saved by an earlier run's behaviour cloning)", group="pi0")
     sft_epochs: float = field(1.0, "behaviour-cloning epochs", group="pi0")
     sft_lr: float = field(3e-3, "behaviour-cloning peak learning rate, cosine schedule (tiny: all weights; "

@@ -1,12 +1,12 @@
 """Reproduce the papers' findings on the built-in household game with the tiny model, on a CPU.
 
-What it runs, for every seed (seeds run side by side, `--jobs` at a time, each with cores/jobs threads):
-  1. agent_prm.py   --iterations 2   (π0 by behaviour cloning, then π1, π2, BoN(π_i, Q_j) with N = 4)
-  2. the N-scaling curve of Fig. 2b: BoN(π0, Q0) for N in --bon-n on the validation split (N = 1 is π0
+What it runs: π0 once (behaviour cloning of the tiny model on the expert, all cores), then for every seed
+(seeds side by side, `--jobs` at a time, each with cores/jobs threads), all starting from that π0:
+  1. agent_prm.py   --iterations 2   (π1, π2, BoN(π_i, Q_j) with N = 4)
+  2. inverse_prm.py --iterations 1   with the SFT baseline on the same demonstrations (Table 2)
+  3. action_prm.py                   with its two SFT baselines and held-out likelihoods
+  4. the N-scaling curve of Fig. 2b: BoN(π0, Q0) for N in --bon-n on the validation split (N = 1 is π0
      sampled at the Best-of-N temperature, no PRM)
-  3. inverse_prm.py --iterations 1   from the SAME π0 (the cloned base of step 1, `--sft-demos 0`), with the
-     SFT baseline on the same demonstrations (Table 2)
-  4. action_prm.py                   from the same π0, with its two SFT baselines and held-out likelihoods
 Then it aggregates mean ± std over seeds into benchmarks/results.md (Table-1/Table-2-shaped), draws
 benchmarks/results.png (success vs N and vs iteration; needs matplotlib, skipped without it) and copies the
 tables into README.md between the `<!-- results:begin -->` / `<!-- results:end -->` markers.
@@ -79,21 +79,34 @@ def run_script(cmd: list[str], log_path: Path, threads: int) -> None:
     print(f"  done in {(time.time() - t0) / 60:5.1f} min: {' '.join(cmd[1:3])} ... ({log_path})", flush=True)
 
 
-def seed_pipeline(seed: int, args: argparse.Namespace, threads: int) -> None:
+def clone_pi0(args: argparse.Namespace) -> Path:
+    """π0, once for all seeds: behaviour cloning of the tiny model (agent_prm.py with 0 iterations clones it,
+    evaluates it and stops). Every seed's algorithms start from this same π0, as in the paper where π0 is one
+    given SFT policy; the seeds vary the rollouts, the PRMs and the policy updates."""
+    pi0_run = Path(args.out) / "pi0"
+    sizes = ["--quick"] if args.quick else ["--eval-games", str(args.eval_games)]
+    run_script([sys.executable, "agent_prm.py", "--seed", "0", "--iterations", "0", "--out", str(pi0_run), *sizes],
+               Path(args.out) / "pi0.log", os.cpu_count() or 1)
+    return pi0_run
+
+
+def seed_pipeline(seed: int, args: argparse.Namespace, pi0_run: Path, threads: int) -> None:
     py, base = sys.executable, Path(args.out) / f"s{seed}"
     sizes = ["--quick"] if args.quick else ["--eval-games", str(args.eval_games)]
+    pi0_args = json.loads((pi0_run / "args.json").read_text())
+    # π0 = the cloned tiny model, no further cloning; algorithm games start after π0's cloning games
+    shared = ["--model", str(pi0_run / "pi0_base"), "--sft-demos", "0", "--first-task", str(pi0_args["first_task"])]
     agent_run = base / "agent_prm"
     if "agent_prm" in args.only:
-        run_script([py, "agent_prm.py", "--seed", str(seed), "--iterations", str(args.iterations), "--out",
+        run_script([py, "agent_prm.py", "--seed", str(seed), *shared, "--iterations", str(args.iterations), "--out",
                     str(agent_run), *sizes], base / "agent_prm.log", threads)
-    # InversePRM and Action-PRM start from the same π0: the cloned tiny model, no further cloning, and
-    # demonstrations from the train games after π0's (so the three algorithms see the same π0).
-    agent_args = json.loads((agent_run / "args.json").read_text())
-    shared = ["--model", str(agent_run / "pi0_base"), "--sft-demos", "0", "--first-task", str(agent_args["first_task"])]
+    # π0 was cloned on prompts whose history shows environment actions only (agent_prm's default); Action-PRM
+    # by default carries its inferred thoughts in the history, which this π0 never saw, so it runs without.
+    extra = {"inverse_prm": [], "action_prm": ["--no-history-reasons"]}
     for script in ("inverse_prm", "action_prm"):
         if script in args.only:
-            run_script([py, f"{script}.py", "--seed", str(seed), *shared, "--out", str(base / script), *sizes],
-                       base / f"{script}.log", threads)
+            run_script([py, f"{script}.py", "--seed", str(seed), *shared, *extra[script], "--out", str(base / script),
+                        *sizes], base / f"{script}.log", threads)
     # The N curve reuses π0 and Q0 of the AgentPRM run (a separate process, so its thread count is set alike).
     if "bon_curve" in args.only:
         run_script([py, str(Path(__file__).resolve()), "--bon-curve", str(agent_run), "--bon-n",
@@ -112,7 +125,8 @@ def bon_curve(run_path: Path, ns: list[int], quick: bool) -> None:
     args.eval_splits = args.eval_splits[:1]
     runtime = common.resolve_runtime(args.device, args.dtype)
     common.set_seed(args.seed)
-    agent = common.build_agent_model(str(run_path / "pi0_base"), runtime, common.quantize_flag(args.load_in_4bit, runtime),
+    base = run_path / "pi0_base" if (run_path / "pi0_base").exists() else common.resolve_model_path(args.model)
+    agent = common.build_agent_model(str(base), runtime, common.quantize_flag(args.load_in_4bit, runtime),
                                      args.lora_r, args.lora_alpha, args.max_length)
     agent.add_role("prm", head=True, fresh=True)
     agent.load_role("prm", run_path / "iter1" / "prm")
@@ -282,8 +296,9 @@ def main(argv: list[str] | None = None) -> None:
     threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
     print(f"reproduce: seeds {args.seeds}, {args.jobs} at a time with {threads} thread(s) each; runs in {args.out}")
     t0 = time.time()
+    pi0_run = clone_pi0(args)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for future in [pool.submit(seed_pipeline, s, args, threads) for s in args.seeds]:
+        for future in [pool.submit(seed_pipeline, s, args, pi0_run, threads) for s in args.seeds]:
             future.result()  # re-raises a failed script's error
     markdown = aggregate(args, (time.time() - t0) / 60)
     results = Path(args.results)

@@ -103,7 +103,7 @@ def test_group_size_below_two_is_a_user_error_for_relative_rewards(reward):
 
 
 def test_args_defaults_and_quick():
-    assert action_prm.Args().sft_demos == 1000 and action_prm.Args(model="smollm2-135m").sft_demos == 0
+    assert action_prm.Args().sft_demos == 2000 and action_prm.Args(model="smollm2-135m").sft_demos == 0
     quick = action_prm.Args(quick=True)
     assert quick.demos <= 8 and quick.group_size <= 4 and quick.iterations == 1 and quick.sft_demos <= 60
     with pytest.raises(common.UserError, match="sft-demos"):

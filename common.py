@@ -155,8 +155,9 @@ class BaseArgs:
             if self.model != "tiny":
                 # A pretrained model on a CPU costs ~1000x the tiny one per token (a 135M model's 600-token
                 # prompts take seconds each), so --quick shrinks further: it proves the code path, not learning.
+                # (max_steps stays: a game is generated only if the expert solves it within max_steps)
                 self.sft_demos, self.eval_games = min(self.sft_demos, 2), min(self.eval_games, 2)
-                self.max_steps, self.history_window = min(self.max_steps, 6), min(self.history_window, 1)
+                self.history_window = min(self.history_window, 1)
                 self.max_new_tokens, self.sft_batch_size = min(self.max_new_tokens, 32), min(self.sft_batch_size, 4)
         if self.first_task is None:
             self.first_task = self.sft_demos

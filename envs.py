@@ -209,7 +209,9 @@ class HouseholdEnv:
                 self.reset()
                 if self._expert_solves():
                     return
-        raise RuntimeError(f"could not generate a solvable game for {self.game_id}")  # never seen in practice
+        # never seen with max_steps=30; a much smaller max_steps rules out the layouts that need a longer search
+        raise ValueError(f"no layout of {self.game_id} that the expert solves within max_steps={self.max_steps} "
+                         f"(1000 tried): use a larger max_steps")
 
     def _sample_game(self, rng: random.Random, task_type: str) -> bool:
         self.task_type = task_type

@@ -50,6 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results.md"), help="the Markdown table written")
     p.add_argument("--only", nargs="+", choices=STEPS, default=STEPS,
                    help="run only these steps of each seed's pipeline (the rest is still aggregated if present)")
+    p.add_argument("--no-run", action="store_true", help="only aggregate the run folders already in --out")
     p.add_argument("--no-readme", action="store_true", help="do not copy the tables into README.md")
     p.add_argument("--bon-curve", metavar="RUN", help=argparse.SUPPRESS)  # internal: one BoN curve, in a subprocess
     args = p.parse_args(argv)
@@ -187,15 +188,17 @@ def table(rows: dict[str, dict[str, list[dict]]], splits: list[str], task_types:
     return lines
 
 
-def aggregate(args: argparse.Namespace, wall_minutes: float) -> str:
+def aggregate(args: argparse.Namespace) -> str:
     import envs
 
     seed_dirs = [Path(args.out) / f"s{s}" for s in args.seeds]
     splits = ["eval_in_distribution", "eval_out_of_distribution"]
     task_types = list(envs.TASK_TYPES)
-    cmd = args.command
+    commands_file = Path(args.out) / "commands.txt"
+    commands = commands_file.read_text().split("\n") if commands_file.exists() else [args.command]
+    commands = list(dict.fromkeys(c for c in commands if c))  # in order, without repeats
     lines = ["# Results on the built-in household game (tiny model, CPU)", "",
-             f"Made by `{cmd}` (seeds {', '.join(map(str, args.seeds))}; {wall_minutes:.0f} min wall on "
+             "Made by " + " then ".join(f"`{c}`" for c in commands) + f" (seeds {', '.join(map(str, args.seeds))}; "
              f"{os.cpu_count()} cores). Every number below is read from the run folders under `{args.out}`"
              f"{' — QUICK sizes: a pipeline check, not a result' if args.quick else ''}.", ""]
     lines += ["## AgentPRM (Table 1 shape)", "", "Q_j is the PRM trained on π_j's rollouts; BoN uses N = 4.", ""]
@@ -295,12 +298,15 @@ def main(argv: list[str] | None = None) -> None:
         return
     threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
     print(f"reproduce: seeds {args.seeds}, {args.jobs} at a time with {threads} thread(s) each; runs in {args.out}")
-    t0 = time.time()
-    pi0_run = clone_pi0(args)
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for future in [pool.submit(seed_pipeline, s, args, pi0_run, threads) for s in args.seeds]:
-            future.result()  # re-raises a failed script's error
-    markdown = aggregate(args, (time.time() - t0) / 60)
+    if not args.no_run:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        with open(Path(args.out) / "commands.txt", "a") as log:  # results.md lists every command that ran
+            log.write(args.command + "\n")
+        pi0_run = clone_pi0(args)
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for future in [pool.submit(seed_pipeline, s, args, pi0_run, threads) for s in args.seeds]:
+                future.result()  # re-raises a failed script's error
+    markdown = aggregate(args)
     results = Path(args.results)
     results.write_text(markdown + "\n")
     has_plot = plot(args, results.with_suffix(".png"))

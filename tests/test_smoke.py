@@ -18,7 +18,10 @@ def run(script, *args, timeout=900):
                           timeout=timeout, cwd=ROOT, env=env)
 
 
-@pytest.mark.parametrize("script", SCRIPTS + ["envs.py", "benchmarks/speed.py", "benchmarks/reproduce.py"])
+BENCHMARKS = ["benchmarks/speed.py", "benchmarks/reproduce.py", "benchmarks/prm_diagnostics.py", "benchmarks/memory.py"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS + ["envs.py", *BENCHMARKS])
 def test_help_exits_zero(script):
     result = run(script, "--help")
     assert result.returncode == 0, result.stderr

@@ -13,8 +13,9 @@ tables into README.md between the `<!-- results:begin -->` / `<!-- results:end -
 
 Every script resumes from its run folder, so an interrupted reproduce.py picks up where it stopped.
 
-    python benchmarks/reproduce.py                 # 3 seeds, default sizes; ~1 hour on 2 cores
-    python benchmarks/reproduce.py --quick         # every script's --quick, 1 seed: checks the pipeline (CI)
+    python benchmarks/reproduce.py                 # 3 seeds, everything: several hours on 2 cores
+    python benchmarks/reproduce.py --only agent_prm inverse_prm --iterations 1     # a part (~1.5 h on 2 cores)
+    python benchmarks/reproduce.py --quick         # every script's --quick, 1 seed: checks the pipeline
 """
 
 from __future__ import annotations
@@ -161,9 +162,13 @@ def rows_of(seed_dirs: list[Path], algo: str) -> dict[str, dict[str, list[dict]]
     rows: dict[str, dict[str, list[dict]]] = {}
     for d in seed_dirs:
         f = d / algo / "summary.json"
-        if not f.exists():
+        if f.exists():
+            finished = json.loads(f.read_text())["rows"]
+        elif (d / algo / "evals.json").exists():  # a run still going (or stopped): the rows evaluated so far
+            finished = json.loads((d / algo / "evals.json").read_text())
+        else:
             continue
-        for name, row in json.loads(f.read_text())["rows"].items():
+        for name, row in finished.items():
             for split, summary in row.items():
                 rows.setdefault(name, {}).setdefault(split, []).append(summary)
     return rows

@@ -84,7 +84,8 @@ class Args(common.BaseArgs):
     shaping_alpha: float = field(0.0, "α of process reward shaping: Q̂ <- (1-α) Q̂ + α A^μ (Eq. 13); μ = π0",
                                  group="stage 3: online DPO")
     # inference
-    bon_n: list[int] = field([4], "N for Best-of-N evaluation; several values give the N-scaling curve (Fig. 2b)",
+    bon_n: list[int] = field([4], "N for Best-of-N evaluation; several values give the N-scaling curve (Fig. 2b); "
+                             "0: no Best-of-N rows (they are the slowest evaluations)",
                              group="inference")
     bon_temperature: float = field(0.7, "sampling temperature of the N Best-of-N candidates", group="inference")
 
@@ -96,6 +97,9 @@ class Args(common.BaseArgs):
             self.bon_n = [min(n, 2) for n in self.bon_n][:1]
             if self.model != "tiny":  # see BaseArgs: a pretrained model on a CPU is ~1000x slower per token
                 self.train_tasks, self.dpo_steps = min(self.train_tasks, 3), min(self.dpo_steps, 2)
+        if any(n < 0 for n in self.bon_n):
+            raise common.UserError(f"--bon-n must be positive (or 0 for none), got {self.bon_n}")
+        self.bon_n = [n for n in self.bon_n if n > 0]
         if not 0.0 < self.gamma <= 1.0:
             raise common.UserError(f"--gamma must be in (0, 1], got {self.gamma}")
         if not 0.0 <= self.shaping_alpha <= 1.0:

@@ -51,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results.md"), help="the Markdown table written")
     p.add_argument("--only", nargs="+", choices=STEPS, default=STEPS,
                    help="run only these steps of each seed's pipeline (the rest is still aggregated if present)")
+    p.add_argument("--no-bon-rows", action="store_true", help="AgentPRM and InversePRM without their Best-of-N "
+                   "rows (--bon-n 0): each costs ~N policy evaluations; the curve step still runs BoN")
     p.add_argument("--no-run", action="store_true", help="only aggregate the run folders already in --out")
     p.add_argument("--no-readme", action="store_true", help="do not copy the tables into README.md")
     p.add_argument("--bon-curve", metavar="RUN", help=argparse.SUPPRESS)  # internal: one BoN curve, in a subprocess
@@ -95,6 +97,7 @@ def clone_pi0(args: argparse.Namespace) -> Path:
 def seed_pipeline(seed: int, args: argparse.Namespace, pi0_run: Path, threads: int) -> None:
     py, base = sys.executable, Path(args.out) / f"s{seed}"
     sizes = ["--quick"] if args.quick else ["--eval-games", str(args.eval_games)]
+    sizes += ["--bon-n", "0"] if args.no_bon_rows else []
     pi0_args = json.loads((pi0_run / "args.json").read_text())
     # π0 = the cloned tiny model, no further cloning; algorithm games start after π0's cloning games
     shared = ["--model", str(pi0_run / "pi0_base"), "--sft-demos", "0", "--first-task", str(pi0_args["first_task"])]
@@ -174,6 +177,28 @@ def rows_of(seed_dirs: list[Path], algo: str) -> dict[str, dict[str, list[dict]]
     return rows
 
 
+def curve_points(seed_dirs: list[Path]) -> dict[int, list[float]]:
+    """{N: [ID success of BoN(π0, Q0) per seed]} from the curve step and from the AgentPRM runs' own
+    BoN(π0,Q0) rows (the same quantity: π0 and Q0 of that seed, the validation split)."""
+    curves: dict[int, list[float]] = {}
+    for d in seed_dirs:
+        points: dict[int, float] = {}
+        run = d / "agent_prm"
+        if (run / "args.json").exists():
+            bon_n = json.loads((run / "args.json").read_text()).get("bon_n", [])
+            for name, row in rows_of([d], "agent_prm").items():
+                if name.startswith("BoN(π0,Q0)") and "eval_in_distribution" in row:
+                    n = int(name.split("N=")[1]) if "N=" in name else (bon_n[0] if len(bon_n) == 1 else None)
+                    if n is not None:
+                        points[n] = row["eval_in_distribution"][0]["success"]
+        f = run / "bon_curve" / "summary.json"
+        if f.exists():
+            points.update({int(n): s["success"] for n, s in json.loads(f.read_text())["curve"].items()})
+        for n, success in points.items():
+            curves.setdefault(n, []).append(success)
+    return curves
+
+
 def table(rows: dict[str, dict[str, list[dict]]], splits: list[str], task_types: list[str]) -> list[str]:
     short = {"pick_and_place": "pick", "pick_clean_then_place": "clean", "pick_heat_then_place": "heat",
              "pick_cool_then_place": "cool", "look_at_obj_in_light": "look", "pick_two_obj_and_place": "pick2"}
@@ -209,14 +234,11 @@ def aggregate(args: argparse.Namespace) -> str:
     lines += ["## AgentPRM (Table 1 shape)", "", "Q_j is the PRM trained on π_j's rollouts; BoN uses N = 4.", ""]
     lines += table(rows_of(seed_dirs, "agent_prm"), splits, task_types)
 
-    curves: dict[int, list[float]] = {}
-    for d in seed_dirs:
-        f = d / "agent_prm" / "bon_curve" / "summary.json"
-        if f.exists():
-            for n, s in json.loads(f.read_text())["curve"].items():
-                curves.setdefault(int(n), []).append(s["success"])
+    curves = curve_points(seed_dirs)
     if curves:
         lines += ["## Best-of-N scaling, BoN(π0, Q0) on eval_in_distribution (Fig. 2b shape)", "",
+                  "N = 1 is π0 sampled at the Best-of-N temperature without the PRM; N = 4 is the AgentPRM run's "
+                  "BoN(π0,Q0) row.", "",
                   "| N | " + " | ".join(str(n) for n in sorted(curves)) + " |",
                   "|---|" + "---|" * len(curves),
                   "| success % | " + " | ".join(cell(curves[n]) for n in sorted(curves)) + " |", ""]
@@ -256,12 +278,7 @@ def plot(args: argparse.Namespace, png: Path) -> bool:
 
     seed_dirs = [Path(args.out) / f"s{s}" for s in args.seeds]
     fig, (ax_n, ax_i) = plt.subplots(1, 2, figsize=(9, 3.5))
-    curves: dict[int, list[float]] = {}
-    for d in seed_dirs:
-        f = d / "agent_prm" / "bon_curve" / "summary.json"
-        if f.exists():
-            for n, s in json.loads(f.read_text())["curve"].items():
-                curves.setdefault(int(n), []).append(s["success"])
+    curves = curve_points(seed_dirs)
     if curves:
         ns = sorted(curves)
         means, stds = zip(*(mean_std(curves[n]) for n in ns))
@@ -275,7 +292,8 @@ def plot(args: argparse.Namespace, png: Path) -> bool:
         if points:
             ax_i.errorbar(range(len(points)), [m for m, _ in points], yerr=[s for _, s in points], marker="o",
                           capsize=3, label=split)
-    ax_i.set(xlabel="AgentPRM iteration i (policy π_i)", ylabel="success %", title="π_i")
+    ax_i.set(xlabel="AgentPRM iteration i (policy π_i)", ylabel="success %", title="π_i",
+             xticks=range(len(policies)))
     ax_i.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(png, dpi=120)

@@ -141,3 +141,9 @@ def test_args_validation():
         agent_prm.Args(shaping_alpha=1.5)
     quick = agent_prm.Args(quick=True)
     assert quick.train_tasks <= 6 and quick.dpo_steps <= 4
+    # --bon-n 0 means no Best-of-N rows; a pretrained model's --quick shrinks further than the tiny one's
+    assert agent_prm.Args(bon_n=[0]).bon_n == [] and agent_prm.Args(bon_n=[0, 4]).bon_n == [4]
+    with pytest.raises(common.UserError, match="bon-n"):
+        agent_prm.Args(bon_n=[-1])
+    real = agent_prm.Args(quick=True, model="smollm2-135m")
+    assert real.sft_demos <= 2 and real.eval_games <= 2 and real.train_tasks <= 3 and real.max_steps == 30

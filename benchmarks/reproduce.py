@@ -226,7 +226,7 @@ def aggregate(args: argparse.Namespace) -> str:
     task_types = list(envs.TASK_TYPES)
     commands_file = Path(args.out) / "commands.txt"
     commands = commands_file.read_text().split("\n") if commands_file.exists() else [args.command]
-    commands = list(dict.fromkeys(c for c in commands if c))  # in order, without repeats
+    commands = list(dict.fromkeys([*(c for c in commands if c), args.command]))  # in order, without repeats
     lines = ["# Results on the built-in household game (tiny model, CPU)", "",
              "Made by " + " then ".join(f"`{c}`" for c in commands) + f" (seeds {', '.join(map(str, args.seeds))}; "
              f"{os.cpu_count()} cores). Every number below is read from the run folders under `{args.out}`"

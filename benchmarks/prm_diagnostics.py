@@ -28,10 +28,13 @@ import envs  # noqa: E402
 
 
 def load_run(run: Path) -> tuple[agent_prm.Args, common.AgentModel]:
+    """An agent_prm.py run's settings (its args.json, sizes as they ran) and π0 (its cloned base, or --model
+    with a zero LoRA policy adapter); the run's seed is set before the model is built."""
     saved = json.loads((run / "args.json").read_text())
     fields = set(agent_prm.Args.__dataclass_fields__)
     args = agent_prm.Args(**{k: v for k, v in saved.items() if k in fields and k != "quick"})
     runtime = common.resolve_runtime(args.device, args.dtype)
+    common.set_seed(args.seed)
     base = run / "pi0_base" if (run / "pi0_base").exists() else common.resolve_model_path(args.model)
     agent = common.build_agent_model(str(base), runtime, common.quantize_flag(args.load_in_4bit, runtime),
                                      args.lora_r, args.lora_alpha, args.max_length)

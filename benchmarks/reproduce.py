@@ -123,16 +123,10 @@ def bon_curve(run_path: Path, ns: list[int], quick: bool) -> None:
     """BoN(π0, Q0) for every N on the validation split, evaluated with the AgentPRM run's own settings."""
     import agent_prm
     import common
+    from prm_diagnostics import load_run  # the same loading of a run's settings and π0
 
-    saved = json.loads((run_path / "args.json").read_text())
-    fields = {f for f in agent_prm.Args.__dataclass_fields__}
-    args = agent_prm.Args(**{k: v for k, v in saved.items() if k in fields and k != "quick"})
+    args, agent = load_run(run_path)
     args.eval_splits = args.eval_splits[:1]
-    runtime = common.resolve_runtime(args.device, args.dtype)
-    common.set_seed(args.seed)
-    base = run_path / "pi0_base" if (run_path / "pi0_base").exists() else common.resolve_model_path(args.model)
-    agent = common.build_agent_model(str(base), runtime, common.quantize_flag(args.load_in_4bit, runtime),
-                                     args.lora_r, args.lora_alpha, args.max_length)
     agent.add_role("prm", head=True, fresh=True)
     agent.load_role("prm", run_path / "iter1" / "prm")
     curve_run = common.RunDir("bon_curve", args.env, args.seed, str(run_path / "bon_curve"), args)

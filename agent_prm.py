@@ -97,6 +97,9 @@ class Args(common.BaseArgs):
             self.bon_n = [min(n, 2) for n in self.bon_n][:1]
             if self.model != "tiny":  # see BaseArgs: a pretrained model on a CPU is ~1000x slower per token
                 self.train_tasks, self.dpo_steps = min(self.train_tasks, 3), min(self.dpo_steps, 2)
+                # a PRM step on 16 full-length prompts takes minutes on a CPU: a tenth of an epoch of the
+                # ~100-200 (s, a) pairs of 6 rollouts is one or two steps, enough to prove the path
+                self.prm_epochs = min(self.prm_epochs, 0.1)
         if any(n < 0 for n in self.bon_n):
             raise common.UserError(f"--bon-n must be positive (or 0 for none), got {self.bon_n}")
         self.bon_n = [n for n in self.bon_n if n > 0]

@@ -251,10 +251,17 @@ def aggregate(args: argparse.Namespace) -> str:
                     if isinstance(v, (int, float)):
                         likelihood.setdefault(name, {}).setdefault(k, []).append(float(v))
     if likelihood:
-        keys = sorted({k for m in likelihood.values() for k in m})
-        lines += ["Held-out action likelihood (expert games never trained on; higher is better):", "",
-                  "| model | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
-        lines += [f"| {name} | " + " | ".join(cell(m.get(k, []), 3) for k in keys) + " |"
+        # the columns of action_prm.py's own table, in its order (log p in nats per held-out action)
+        columns = [("no_thought", "no thought"), ("inferred", "inferred z*"), ("marginal", "marginal"),
+                   ("expert_reasons", "expert reason"), ("thought_f1", "thought F1"),
+                   ("own_action_matches", "own action = x")]
+        steps = sorted({int(v) for m in likelihood.values() for v in m.get("steps", [])})
+        lines += [f"Held-out action log-likelihood log p(x | s, ·), nats per action ({', '.join(map(str, steps))} "
+                  f"steps of expert games never trained on; higher is better); thought F1: word overlap of the "
+                  f"inferred thoughts with the hidden expert reasons; own action = x: how often the policy's own "
+                  f"ACTION after its thought is the observed one:", "",
+                  "| model | " + " | ".join(title for _, title in columns) + " |", "|---|" + "---|" * len(columns)]
+        lines += [f"| {name} | " + " | ".join(cell(m.get(k, []), 3) for k, _ in columns) + " |"
                   for name, m in likelihood.items()]
         lines.append("")
     return "\n".join(lines)

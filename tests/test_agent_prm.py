@@ -147,3 +147,4 @@ def test_args_validation():
         agent_prm.Args(bon_n=[-1])
     real = agent_prm.Args(quick=True, model="smollm2-135m")
     assert real.sft_demos <= 2 and real.eval_games <= 2 and real.train_tasks <= 3 and real.max_steps == 30
+    assert real.prm_epochs < quick.prm_epochs  # a PRM step on full prompts takes minutes for a real model on CPU

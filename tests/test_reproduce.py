@@ -37,3 +37,17 @@ def test_results_table_reads_every_seed(tmp_path):
     assert f"| π0 | 2 | 15.0 ± {std:.1f} | 25.0 ± 0.0 | 15 ± 7 |" in markdown
     assert f"| π1 | 2 | 35.0 ± {std:.1f} | 20.0 ± 0.0 | 35 ± 7 |" in markdown
     assert f"| success % | 15.0 ± {std:.1f} | 35.0 ± {std:.1f} |" in markdown
+
+
+def test_heldout_likelihood_table_averages_seeds(tmp_path):
+    for seed, marginal in {1: -1.5, 2: -1.3}.items():
+        run = tmp_path / f"s{seed}" / "action_prm"
+        run.mkdir(parents=True)
+        likelihood = {"π0": {"no_thought": -30.0, "inferred": -0.9, "marginal": -1.6, "steps": 159},
+                      "Action-PRM π1": {"no_thought": -29.0, "inferred": -0.7, "marginal": marginal, "steps": 159}}
+        (run / "summary.json").write_text(json.dumps({"rows": {}, "heldout_likelihood": likelihood}))
+    markdown = reproduce.aggregate(reproduce.parse_args(["--out", str(tmp_path), "--seeds", "1", "2"]))
+    assert "(159 steps of expert games" in markdown
+    assert "| model | no thought | inferred z* | marginal | expert reason |" in markdown
+    std = math.sqrt(0.02)  # sample std of {-1.5, -1.3}
+    assert f"| Action-PRM π1 | -29.000 ± 0.000 | -0.700 ± 0.000 | -1.400 ± {std:.3f} | – |" in markdown

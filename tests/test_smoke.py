@@ -97,3 +97,8 @@ def test_inverse_prm_quick(tmp_path):
     assert {t["label"] for t in transitions} == {0.0, 1.0}
     # every non-terminal a' was relabelled by π0 (a sample may be empty text: an invalid action, still a')
     assert all(t["next_action"] is not None for t in transitions if t["next_state"] is not None)
+    # the PRM diagnostics read an InversePRM run too (check 1 on Q1, check 2 on a synthetic ε-expert D-)
+    diag = run("benchmarks/prm_diagnostics.py", str(out), "--games", "2", "--n", "2", "--temperatures", "1.0",
+               "--learnability", "--learn-games", "2", "--prm-epochs", "0.5")
+    assert diag.returncode == 0, diag.stderr[-3000:]
+    assert "pick rate of the expert's action" in diag.stdout and "a fresh InversePRM on" in diag.stdout

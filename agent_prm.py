@@ -100,9 +100,7 @@ class Args(common.BaseArgs):
                 # a PRM step on 16 full-length prompts takes minutes on a CPU: a tenth of an epoch of the
                 # ~100-200 (s, a) pairs of 6 rollouts is one or two steps, enough to prove the path
                 self.prm_epochs = min(self.prm_epochs, 0.1)
-        if any(n < 0 for n in self.bon_n):
-            raise common.UserError(f"--bon-n must be positive (or 0 for none), got {self.bon_n}")
-        self.bon_n = [n for n in self.bon_n if n > 0]
+        self.bon_n = common.best_of_n_sizes(self.bon_n)
         if not 0.0 < self.gamma <= 1.0:
             raise common.UserError(f"--gamma must be in (0, 1], got {self.gamma}")
         if not 0.0 <= self.shaping_alpha <= 1.0:

@@ -46,6 +46,13 @@ class UserError(Exception):
     """A mistake in the user's input: printed as one line, exit code 2, no traceback."""
 
 
+def best_of_n_sizes(bon_n: list[int]) -> list[int]:
+    """--bon-n as the scripts use it: the N values to evaluate, 0 meaning no Best-of-N rows."""
+    if any(n < 0 for n in bon_n):
+        raise UserError(f"--bon-n must be positive (or 0 for none), got {bon_n}")
+    return [n for n in bon_n if n > 0]
+
+
 def field(default: Any, help: str, **kwargs: Any) -> Any:
     """A dataclass field with a help string (shown by --help)."""
     if isinstance(default, list):

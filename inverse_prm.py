@@ -101,9 +101,7 @@ class Args(common.BaseArgs):
             self.demos, self.train_tasks, self.rollouts_per_task = min(self.demos, 20), min(self.train_tasks, 6), 1
             self.prm_epochs, self.dpo_steps, self.dpo_prompts = min(self.prm_epochs, 1.0), min(self.dpo_steps, 4), 4
             self.sft_baseline_epochs, self.bon_n = min(self.sft_baseline_epochs, 0.5), [min(n, 2) for n in self.bon_n][:1]
-        if any(n < 0 for n in self.bon_n):
-            raise common.UserError(f"--bon-n must be positive (or 0 for none), got {self.bon_n}")
-        self.bon_n = [n for n in self.bon_n if n > 0]
+        self.bon_n = common.best_of_n_sizes(self.bon_n)
         if not 0.0 < self.gamma <= 1.0:
             raise common.UserError(f"--gamma must be in (0, 1], got {self.gamma}")
         if self.demos_file is None and self.demos < 1:

@@ -85,9 +85,19 @@ def pick_rate(agent: common.AgentModel, args: agent_prm.Args, games: int, n: int
             "prm_argmax": best_hit / s, "prm_argmin": worst_hit / s, "blind_prm": blind_hit / s}
 
 
+def format_pick_rate(r: dict) -> str:
+    return (f"T={r['temperature']}, N={r['N']}, {r['states']} states: random sample {r['random_sample']:.3f} | "
+            f"PRM argmax {r['prm_argmax']:.3f} | PRM argmin {r['prm_argmin']:.3f} | action-blind PRM "
+            f"{r['blind_prm']:.3f}")
+
+
+def synthetic_games(args: agent_prm.Args | inverse_prm.Args, games: int) -> list[envs.TextEnv]:
+    """Train games far past any the runs use (from 100,000 on): the synthetic D of check 2."""
+    return [envs.make(args.env, "train", 100_000 + s, max_steps=args.max_steps) for s in range(games)]
+
+
 def learnability(agent: common.AgentModel, args: agent_prm.Args, games: int) -> dict:
-    trajectories = envs.rollout([envs.make(args.env, "train", 100_000 + s, max_steps=args.max_steps)
-                                 for s in range(games)], envs.expert_policy, args.history_window)
+    trajectories = envs.rollout(synthetic_games(args, games), envs.expert_policy, args.history_window)
     rng, dataset = random.Random(0), []
     for t in trajectories:
         for k, step in enumerate(t.steps):
@@ -116,13 +126,12 @@ def inverse_learnability(agent: common.AgentModel, args: inverse_prm.Args, games
                                             else action))
         return out
 
-    def games_of() -> list[envs.TextEnv]:
-        return [envs.make(args.env, "train", 100_000 + s, max_steps=args.max_steps) for s in range(games)]
-
-    positives = inverse_prm.transitions_from(envs.rollout(games_of(), envs.expert_policy, args.history_window),
-                                             1.0, 0, args.history_window, args.history_reasons)
-    negatives = inverse_prm.transitions_from(envs.rollout(games_of(), epsilon_expert, args.history_window),
-                                             0.0, 1, args.history_window, args.history_reasons)
+    positives = inverse_prm.transitions_from(
+        envs.rollout(synthetic_games(args, games), envs.expert_policy, args.history_window),
+        1.0, 0, args.history_window, args.history_reasons)
+    negatives = inverse_prm.transitions_from(
+        envs.rollout(synthetic_games(args, games), epsilon_expert, args.history_window),
+        0.0, 1, args.history_window, args.history_reasons)
     inverse_prm.relabel_with_policy(agent, [*positives, *negatives], args)  # a' ~ π0(·|s'), Alg. 2 line 4
     metrics = inverse_prm.train_inverse_prm(agent, positives, negatives, args, desc="synthetic InversePRM")
     return {"positives": len(positives), "negatives": len(negatives), **metrics}
@@ -154,10 +163,7 @@ def main() -> None:
     agent.add_role("prm", head=True, fresh=True)
     agent.load_role("prm", run / "iter1" / "prm")
     for t in cli.temperatures:
-        r = pick_rate(agent, args, cli.games, cli.n, t)
-        print(f"pick rate of the expert's action, T={t}, N={r['N']}, {r['states']} states: random sample "
-              f"{r['random_sample']:.3f} | PRM argmax {r['prm_argmax']:.3f} | PRM argmin {r['prm_argmin']:.3f} | "
-              f"action-blind PRM {r['blind_prm']:.3f}")
+        print("pick rate of the expert's action, " + format_pick_rate(pick_rate(agent, args, cli.games, cli.n, t)))
     if cli.learnability and is_inverse_run(run):
         r = inverse_learnability(agent, args, cli.learn_games, cli.epsilon)
         print(f"learnability: a fresh InversePRM on {r['positives']} expert vs {r['negatives']} ε-expert transitions "
@@ -165,10 +171,7 @@ def main() -> None:
               f"{r.get('prm_heldout_acc_expert', float('nan')):.3f}, ε-expert "
               f"{r.get('prm_heldout_acc_learner', float('nan')):.3f}); check 1 with it:")
         for t in cli.temperatures:
-            r = pick_rate(agent, args, cli.games, cli.n, t)
-            print(f"  pick rate, T={t}, N={r['N']}, {r['states']} states: random sample {r['random_sample']:.3f} | "
-                  f"PRM argmax {r['prm_argmax']:.3f} | PRM argmin {r['prm_argmin']:.3f} | action-blind PRM "
-                  f"{r['blind_prm']:.3f}")
+            print("  pick rate, " + format_pick_rate(pick_rate(agent, args, cli.games, cli.n, t)))
     elif cli.learnability:
         r = learnability(agent, args, cli.learn_games)
         print(f"learnability: a fresh PRM on {r['examples']} synthetic examples, held-out same-state pair accuracy "

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import random
 import warnings
 from collections import defaultdict
@@ -64,9 +65,14 @@ class Args(common.BaseArgs):
                              group="stage 2: PRM")
     prm_epochs: float = field(1.0, "PRM training epochs", group="stage 2: PRM")
     prm_lr: float = field(1e-3, "PRM learning rate (LoRA adapter + scalar head)", group="stage 2: PRM")
+    prm_lr_schedule: str = field("constant", "constant | cosine: 5%% warm-up, then decay to 0 (the official code "
+                                 "decays linearly to 0)", group="stage 2: PRM", choices=["constant", "cosine"])
     prm_batch_size: int = field(16, "PRM batch size", group="stage 2: PRM")
     prm_holdout: float = field(0.1, "fraction of training games held out to report PRM loss/accuracy",
                                group="stage 2: PRM")
+    prm_eval_every: int = field(0, "every N optimizer steps, compute the held-out loss and keep the PRM with the "
+                                "lowest (early stopping on the --prm-holdout games); 0: keep the last",
+                                group="stage 2: PRM")
     # Stage 3
     dpo_steps: int = field(60, "online-DPO optimizer steps", group="stage 3: online DPO")
     dpo_prompts: int = field(8, "prompt states per DPO step (two samples each)", group="stage 3: online DPO")
@@ -334,11 +340,59 @@ def train_prm(agent: common.AgentModel, dataset: Sequence[PRMExample], args: Arg
                 return loss, {"prm_loss": loss.item()}
 
             batches = common.epochs_of(pairs, max(1, args.prm_batch_size // 2), args.prm_epochs, rng)
-        result = common.train_loop(agent.trainable_parameters("prm"), batches, loss_fn, lr=args.prm_lr,
-                                   total=len(batches), desc=desc)
+        if args.prm_eval_every and args.prm_loss == "bt" and not preference_pairs(held_out, args.bt_margin):
+            raise common.UserError("--prm-eval-every with --prm-loss bt needs same-state pairs in the held-out "
+                                   "games; raise --prm-holdout or --rollouts-per-task, or set --prm-eval-every 0")
+        params = agent.trainable_parameters("prm")
+        curve, best = [], {"loss": float("inf"), "step": 0, "weights": None}
+
+        def keep_best(step: int, _metrics: dict) -> None:  # early stopping on the held-out games
+            if not (args.prm_eval_every and held_out and step % args.prm_eval_every == 0):
+                return
+            loss = heldout_objective(agent, held_out, args)
+            curve.append((step, loss))
+            if loss < best["loss"]:
+                best.update(loss=loss, step=step, weights=[p.detach().clone() for p in params])
+
+        result = common.train_loop(params, batches, loss_fn, lr=args.prm_lr, total=len(batches), desc=desc,
+                                   on_step=keep_best, cosine=args.prm_lr_schedule == "cosine")
         metrics = {"prm_train_loss": result.metrics.get("prm_loss", float("nan")), "prm_train_examples": len(train)}
+        if curve:
+            final = heldout_objective(agent, held_out, args)
+            curve.append((result.steps, final))
+            if best["weights"] is not None and best["loss"] < final:
+                with torch.no_grad():
+                    for p, w in zip(params, best["weights"]):
+                        p.copy_(w)
+            metrics.update(prm_kept_step=best["step"] if best["loss"] < final else result.steps,
+                           prm_steps=result.steps, prm_heldout_curve=curve)
         metrics.update(evaluate_prm(agent, held_out, args))
+        if held_out and args.prm_loss == "bce":
+            # The reference a PRM must beat to have learned anything from (s, a): predicting the mean training
+            # target everywhere. At CPU sizes the PRM's held-out loss is often no lower (README, issue 3).
+            mean_target = sum(ex.target for ex in train) / len(train)
+            targets = torch.tensor([ex.target for ex in held_out])
+            metrics["prm_heldout_loss_constant"] = soft_bce_loss(torch.full_like(targets, _logit(mean_target)),
+                                                                 targets).item()
     return metrics
+
+
+def _logit(p: float, eps: float = 1e-6) -> float:
+    p = min(1 - eps, max(eps, p))
+    return math.log(p / (1 - p))
+
+
+@torch.no_grad()
+def heldout_objective(agent: common.AgentModel, held_out: Sequence[PRMExample], args: Args) -> float:
+    """The training loss on the held-out games: soft BCE (Eq. 2/4), or Bradley-Terry on their same-state pairs."""
+    logits = prm_logits(agent, [e.messages for e in held_out], [e.response for e in held_out], args.batch_size)
+    if args.prm_loss == "bce":
+        return soft_bce_loss(logits, torch.tensor([e.target for e in held_out], device=logits.device)).item()
+    index = {id(e): k for k, e in enumerate(held_out)}
+    pairs = preference_pairs(held_out, args.bt_margin)  # train_prm checked there is at least one
+    chosen = torch.stack([logits[index[id(a)]] for a, _ in pairs])
+    rejected = torch.stack([logits[index[id(b)]] for _, b in pairs])
+    return bradley_terry_loss(chosen, rejected).item()
 
 
 @torch.no_grad()
@@ -613,8 +667,10 @@ def main(args: Args) -> dict[str, Any]:
             agent.load_role("prm", run.path / it / "prm")
         stage2 = run.read_json(f"{it}/prm_metrics.json")
         run.log(stage=f"{it}/stage2", **stage2)
-        print(f"[{it}] stage 2: PRM held-out loss {stage2.get('prm_heldout_loss', float('nan')):.3f}, "
-              f"accuracy {stage2.get('prm_heldout_acc', float('nan')):.3f}, "
+        print(f"[{it}] stage 2: PRM held-out loss {stage2.get('prm_heldout_loss', float('nan')):.3f} "
+              f"(mean-target constant: {stage2.get('prm_heldout_loss_constant', float('nan')):.3f}"
+              + (f"; kept step {stage2['prm_kept_step']} of {stage2['prm_steps']}" if "prm_kept_step" in stage2 else "")
+              + f"), accuracy {stage2.get('prm_heldout_acc', float('nan')):.3f}, "
               f"same-state pair accuracy {stage2.get('prm_heldout_pair_acc', float('nan')):.3f}")
         for n in args.bon_n if i == 1 else []:  # later iterations: Table 1 has BoN(π_i, Q_{i-1}) only
             name = paper_name(i - 1, i - 1, n if len(args.bon_n) > 1 else None)

@@ -1443,19 +1443,28 @@ expert or a random agent may look at) to one response string each."""
 
 
 def rollout(envs: Sequence[TextEnv], policy: Policy, history_window: int = 2, progress: bool = False,
-            desc: str = "rollout", history_reasons: bool = False) -> list[Trajectory]:
+            desc: str = "rollout", history_reasons: bool = False,
+            resume: Sequence[Trajectory] | None = None) -> list[Trajectory]:
     """Play one episode in every env at once. Each step, ``policy`` is called ONCE with the prompts of all
     live episodes (so an LLM policy can batch them). Returns one Trajectory per env, in order.
 
     While an episode runs, its trajectory's final_observation / final_admissible hold the CURRENT state, so
-    the prompt is trajectory_messages(traj, len(traj.steps)) — the same function the algorithms use later."""
+    the prompt is trajectory_messages(traj, len(traj.steps)) — the same function the algorithms use later.
+    resume: partial trajectories whose envs were already stepped through them (e.g. to estimate Q(s, a) by
+    Monte-Carlo from a mid-episode state): they are continued, not reset; the envs must match them."""
     trajectories = []
-    for env in envs:
-        obs, _ = env.reset()
-        trajectories.append(Trajectory(env=getattr(env, "env_name", type(env).__name__), split=getattr(env, "split", ""),
-                                       game_id=env.game_id, task_type=env.task_type, task=env.task,
-                                       final_observation=_strip_task(obs), final_admissible=list(env.admissible_commands)))
-    live = list(range(len(envs)))
+    if resume is not None:
+        if len(resume) != len(envs):
+            raise ValueError(f"resume has {len(resume)} trajectories for {len(envs)} envs")
+        trajectories = [dataclasses.replace(t, steps=list(t.steps)) for t in resume]
+    else:
+        for env in envs:
+            obs, _ = env.reset()
+            trajectories.append(Trajectory(env=getattr(env, "env_name", type(env).__name__),
+                                           split=getattr(env, "split", ""), game_id=env.game_id,
+                                           task_type=env.task_type, task=env.task, final_observation=_strip_task(obs),
+                                           final_admissible=list(env.admissible_commands)))
+    live = [i for i, t in enumerate(trajectories) if not (t.steps and t.steps[-1].done)]
     bar = _progress(total=len(envs), desc=desc, enabled=progress)
     while live:
         prompts = [trajectory_messages(trajectories[i], len(trajectories[i].steps), history_window,

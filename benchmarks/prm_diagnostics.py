@@ -6,6 +6,8 @@
    random sample (what π0 plays), the lowest-ranked one, and an action-blind PRM (a uniform pick among the
    distinct responses: identical samples share a score, so a blind argmax loses π0's own majority vote).
    A PRM that ranks actions has argmax > blind > argmin; Best-of-N helps only if argmax > random sample.
+   The lower-variance summary: over every (sample with the expert's action, sample with another action) pair
+   of a state, how often the PRM scores the expert's higher (ties count half; an action-blind PRM: 0.5).
 2. learnability (--learnability): train a fresh PRM with the same code (agent_prm.train_prm) on a synthetic D
    where Q̂ depends only on the action (expert response: 1; the same REASON with another admissible action: 0)
    and report its held-out same-state pair accuracy. If this is high while check 1 is at chance, the PRM code
@@ -13,19 +15,28 @@
    For an inverse_prm.py run the same question is asked of Eq. 9: a fresh InversePRM (inverse_prm.train_inverse_prm)
    classifies expert transitions (D+) against an ε-expert's (D-: with probability ε a random other admissible
    action, the expert's REASON kept), a' relabelled by π0 as in Alg. 2; then check 1 is run with it.
+3. oracle (--oracle-q K): is there anything to learn? At the same states, the true Q^π0(s, a) that Stage 1
+   estimates, by K Monte-Carlo rollouts of π0 after each distinct sampled action; then the value under it of
+   the sample a random pick (π0), the PRM's argmax (Best-of-N), an action-blind pick and the oracle's argmax
+   would play, and how often the PRM orders two samples like Q^π0. If the oracle's argmax is worth no more than
+   a random sample, no PRM can make Best-of-N beat π0 at these states; if it is and the PRM's is not, the PRM
+   is what is missing. Several runs sharing π0 are compared on the same samples and Q^π0 (--oracle-cache).
 
     python benchmarks/prm_diagnostics.py runs/<agent_prm run>                    # check 1
     python benchmarks/prm_diagnostics.py runs/<agent_prm run> --learnability     # checks 1 and 2
     python benchmarks/prm_diagnostics.py runs/<inverse_prm run> --learnability   # the same for InversePRM
+    python benchmarks/prm_diagnostics.py runs/<run1> runs/<run2> --oracle-q 8 --games 20 --temperatures 0.7  # 3
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import sys
 from pathlib import Path
+from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -59,20 +70,37 @@ def load_run(run: Path) -> tuple[agent_prm.Args | inverse_prm.Args, common.Agent
     return args, agent
 
 
-def pick_rate(agent: common.AgentModel, args: agent_prm.Args, games: int, n: int, temperature: float) -> dict:
+def probe_states(args: agent_prm.Args, games: int) -> list[tuple[int, envs.Trajectory, int]]:
+    """Two random states of the expert's trajectory on each of the first `games` eval games: (game, trajectory, t)."""
     trajectories = envs.rollout([envs.make(args.env, "eval_in_distribution", s, max_steps=args.max_steps)
                                  for s in range(games)], envs.expert_policy, args.history_window)
     rng = random.Random(0)
-    states = [(envs.trajectory_messages(t, k, args.history_window, history_reasons=args.history_reasons),
-               t.steps[k].action) for t in trajectories for k in rng.sample(range(len(t.steps)), min(2, len(t.steps)))]
-    messages = [m for m, _ in states]
+    return [(g, t, k) for g, t in enumerate(trajectories) for k in rng.sample(range(len(t.steps)), min(2, len(t.steps)))]
+
+
+def sample_candidates(agent: common.AgentModel, args: agent_prm.Args, states: list, n: int,
+                      temperature: float) -> tuple[list, list]:
+    """π0's prompts at the states and n samples of π0 for each: (messages [S], samples [S][N])."""
+    messages = [envs.trajectory_messages(t, k, args.history_window, history_reasons=args.history_reasons)
+                for _, t, k in states]
     with agent.role("policy"):
         samples = common.generate(agent.peft, agent.codec, messages, n=n, temperature=temperature,
                                   max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)  # [S][N]
+    return messages, samples
+
+
+def pick_rate(agent: common.AgentModel, args: agent_prm.Args, games: int, n: int, temperature: float) -> dict:
+    probes = probe_states(args, games)
+    states = [(t, t.steps[k].action) for _, t, k in probes]
+    messages, samples = sample_candidates(agent, args, probes, n, temperature)
     scores = agent_prm.score_samples(agent, messages, samples, args.invalid_penalty, args.batch_size)  # [S][N]
     random_hit = best_hit = worst_hit = blind_hit = 0.0
+    pair_wins, pairs = 0.0, 0  # (expert-action sample, other-action sample) pairs of one state
     for (_, expert_action), group, q in zip(states, samples, scores):
         actions = [envs.parse_response(s.text).action for s in group]
+        for i in (i for i in range(n) if actions[i] == expert_action):
+            for j in (j for j in range(n) if actions[j] != expert_action):
+                pair_wins, pairs = pair_wins + (1.0 if q[i] > q[j] else 0.5 if q[i] == q[j] else 0.0), pairs + 1
         random_hit += sum(a == expert_action for a in actions) / len(actions)
         best_hit += actions[max(range(n), key=lambda i: q[i])] == expert_action
         worst_hit += actions[min(range(n), key=lambda i: q[i])] == expert_action
@@ -82,13 +110,93 @@ def pick_rate(agent: common.AgentModel, args: agent_prm.Args, games: int, n: int
         blind_hit += sum(a == expert_action for a in distinct.values()) / len(distinct)
     s = len(states)
     return {"states": s, "N": n, "temperature": temperature, "random_sample": random_hit / s,
-            "prm_argmax": best_hit / s, "prm_argmin": worst_hit / s, "blind_prm": blind_hit / s}
+            "prm_argmax": best_hit / s, "prm_argmin": worst_hit / s, "blind_prm": blind_hit / s,
+            "expert_pair_acc": pair_wins / pairs if pairs else float("nan"), "expert_pairs": pairs}
+
+
+def oracle_q(agent: common.AgentModel, args: agent_prm.Args, probes: list, samples: list, rollouts: int) -> list[dict]:
+    """The true Q^π0(s, a) that Stage 1 estimates, for every distinct valid action among each state's samples:
+    replay the expert's steps to s, take a, let π0 play to the end (at the Stage-1 temperature), `rollouts`
+    times. Returns one {action: [discounted reward-to-go from s of each rollout]} per state (Eq. 1's G(s, a))."""
+    jobs, games, partials = [], [], []
+    for si, ((game, traj, t), group) in enumerate(zip(probes, samples)):
+        distinct = {}
+        for sample in group:
+            if agent_prm.is_valid_sample(sample):
+                distinct.setdefault(envs.parse_response(sample.text).action, sample.text)
+        for action, text in distinct.items():
+            for _ in range(rollouts):
+                env = envs.make(args.env, "eval_in_distribution", game, max_steps=args.max_steps)
+                env.reset()
+                for step in traj.steps[:t]:
+                    env.step(step.action)
+                obs, reward, done, info = env.step(action)
+                taken = envs.Step(traj.observation_at(t), traj.admissible_at(t), text,
+                                  envs.parse_response(text).reason, action, obs, float(reward), bool(done))
+                partials.append(dataclasses.replace(traj, steps=traj.steps[:t] + [taken], final_observation=obs,
+                                                    final_admissible=list(env.admissible_commands),
+                                                    won=bool(done and info.get("won", getattr(env, "won", False)))))
+                games.append(env)
+                jobs.append((si, action))
+    policy = common.make_llm_policy(agent.peft, agent.codec, args.rollout_temperature, args.max_new_tokens,
+                                    args.batch_size)
+    finished = []
+    with agent.role("policy"):
+        for i in range(0, len(games), args.batch_size):
+            finished += envs.rollout(games[i:i + args.batch_size], policy, args.history_window, progress=True,
+                                     history_reasons=args.history_reasons, resume=partials[i:i + args.batch_size],
+                                     desc=f"oracle Q^π0 rollouts [{i // args.batch_size + 1}/"
+                                          f"{-(-len(games) // args.batch_size)}]")
+    returns: dict[tuple[int, str], list[float]] = {}
+    for (si, action), traj in zip(jobs, finished):
+        t = probes[si][2]
+        returns.setdefault((si, action), []).append(
+            agent_prm.reward_to_go([step.reward for step in traj.steps], args.gamma)[t])
+    q: list[dict] = [{} for _ in probes]
+    for (si, action), gs in returns.items():
+        q[si][action] = gs
+    return q
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def against_oracle(samples: list, prm_scores: list, returns: list[dict]) -> dict:
+    """What each way of choosing among π0's N samples is worth under the true Q^π0 (the mean of each action's
+    rollout returns): a random sample (π0), the PRM's argmax (Best-of-N), an action-blind pick, and the
+    oracle's argmax — cross-fitted: picked by the first half of the rollouts, valued by the second half, so the
+    noise it picks by does not inflate its value; and how often the PRM orders two samples like Q^π0 (blind: 0.5)."""
+    totals = {"random_sample": 0.0, "prm_argmax": 0.0, "blind_prm": 0.0, "oracle_argmax": 0.0}
+    agree, pairs, states = 0.0, 0, 0
+    for group, scores, g_s in zip(samples, prm_scores, returns):
+        valid = [(i, envs.parse_response(s.text).action) for i, s in enumerate(group) if agent_prm.is_valid_sample(s)]
+        if not valid:
+            continue
+        states += 1
+        q_s = {a: _mean(gs) for a, gs in g_s.items()}
+        values = [q_s[a] for _, a in valid]
+        totals["random_sample"] += _mean(values)
+        totals["prm_argmax"] += q_s[max(valid, key=lambda v: scores[v[0]])[1]]
+        distinct = {group[i].text: a for i, a in valid}
+        totals["blind_prm"] += _mean([q_s[a] for a in distinct.values()])
+        half = {a: len(gs) // 2 for a, gs in g_s.items()}
+        pick = max((a for _, a in valid), key=lambda a: _mean(g_s[a][:max(1, half[a])]))
+        totals["oracle_argmax"] += _mean(g_s[pick][half[pick]:])
+        for x, (i, a) in enumerate(valid):
+            for j, b in valid[x + 1:]:
+                if q_s[a] != q_s[b]:
+                    same_order = (scores[i] - scores[j]) * (q_s[a] - q_s[b])
+                    agree, pairs = agree + (1.0 if same_order > 0 else 0.5 if same_order == 0 else 0.0), pairs + 1
+    return {"states": states, **{k: v / max(1, states) for k, v in totals.items()},
+            "pair_agreement": agree / pairs if pairs else float("nan"), "pairs": pairs}
 
 
 def format_pick_rate(r: dict) -> str:
     return (f"T={r['temperature']}, N={r['N']}, {r['states']} states: random sample {r['random_sample']:.3f} | "
             f"PRM argmax {r['prm_argmax']:.3f} | PRM argmin {r['prm_argmin']:.3f} | action-blind PRM "
-            f"{r['blind_prm']:.3f}")
+            f"{r['blind_prm']:.3f} | expert action scored above another {r['expert_pair_acc']:.3f} of "
+            f"{r['expert_pairs']} pairs (blind: 0.5)")
 
 
 def synthetic_games(args: agent_prm.Args | inverse_prm.Args, games: int) -> list[envs.TextEnv]:
@@ -139,8 +247,8 @@ def inverse_learnability(agent: common.AgentModel, args: inverse_prm.Args, games
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", help="an agent_prm.py or inverse_prm.py run folder past Stage 2 (uses π0 and "
-                        "iter1/prm)")
+    parser.add_argument("run", nargs="+", help="an agent_prm.py or inverse_prm.py run folder past Stage 2 (uses π0 "
+                        "and iter1/prm); with --oracle-q, several runs that share π0 (their PRMs are compared)")
     parser.add_argument("--games", type=int, default=40, help="eval games whose expert states are probed")
     parser.add_argument("--n", type=int, default=8, help="samples of π0 per state")
     parser.add_argument("--temperatures", type=float, nargs="+", default=[0.3, 0.7], help="sampling temperatures")
@@ -150,10 +258,21 @@ def main() -> None:
                         "the run's --prm-epochs)")
     parser.add_argument("--epsilon", type=float, default=0.5, help="InversePRM check 2: how often the ε-expert of "
                         "D- takes a random other admissible action")
+    parser.add_argument("--oracle-q", type=int, default=0, metavar="K", help="check 3: the true Q^π0 of π0's "
+                        "samples by K Monte-Carlo rollouts each (slow: ~K x 2.5 rollouts per state), then what the "
+                        "PRM's Best-of-N pick is worth under it; 0: off")
+    parser.add_argument("--oracle-cache", help="check 3: JSON file that keeps the samples and their Q^π0 (computed "
+                        "once, reused when it exists; the runs then only differ in their PRM)")
     cli = parser.parse_args()
-    run = Path(cli.run)
-    if not (run / "iter1" / "prm").exists():
-        sys.exit(f"error: {run} has no iter1/prm (run the script to the end of Stage 2 first)")
+    runs = [Path(r) for r in cli.run]
+    for run in runs:
+        if not (run / "iter1" / "prm").exists():
+            sys.exit(f"error: {run} has no iter1/prm (run the script to the end of Stage 2 first)")
+    if cli.oracle_q:
+        return oracle_main(runs, cli)
+    if len(runs) > 1:
+        sys.exit("error: several runs are only compared by --oracle-q")
+    run = runs[0]
     args, agent = load_run(run)
     if cli.prm_epochs is not None:
         args.prm_epochs = cli.prm_epochs
@@ -176,6 +295,52 @@ def main() -> None:
         r = learnability(agent, args, cli.learn_games)
         print(f"learnability: a fresh PRM on {r['examples']} synthetic examples, held-out same-state pair accuracy "
               f"{r['prm_heldout_pair_acc']:.3f} on {r['prm_heldout_pairs']} pairs (chance 0.5)")
+
+
+def oracle_main(runs: list[Path], cli: argparse.Namespace) -> None:
+    """Check 3: sample π0 once at the first --temperatures value, estimate Q^π0 once, score with every run's PRM."""
+    pi0 = {json.dumps({k: json.loads((run / "args.json").read_text()).get(k) for k in ("model", "policy", "sft_demos",
+                                                                                        "env", "gamma")})
+           for run in runs}
+    if len(pi0) > 1:
+        sys.exit("error: --oracle-q compares runs that share π0, env and γ; these differ: " + " | ".join(sorted(pi0)))
+    args, agent = load_run(runs[0])
+    cache = Path(cli.oracle_cache) if cli.oracle_cache else None
+    temperature = cli.temperatures[0]
+    probes = probe_states(args, cli.games)
+    if cache and cache.exists():
+        saved = json.loads(cache.read_text())
+        samples = [[common.Sample(**x) for x in group] for group in saved["samples"]]
+        q = saved["q"]
+        print(f"oracle: {len(q)} states and their Q^π0 from {cache}")
+    else:
+        common.set_seed(0)
+        _, samples = sample_candidates(agent, args, probes, cli.n, temperature)
+        q = oracle_q(agent, args, probes, samples, cli.oracle_q)
+        if cache:
+            cache.write_text(json.dumps({"games": cli.games, "n": cli.n, "temperature": temperature, "rollouts": cli.oracle_q,
+                                         "samples": [[dataclasses.asdict(x) for x in g] for g in samples], "q": q}))
+    messages = [envs.trajectory_messages(t, k, args.history_window, history_reasons=args.history_reasons)
+                for _, t, k in probes]
+    # Is the expert's action (what check 1 counts) also the better action under π0's own continuation?
+    expert_vs_other = [(_mean(g[t.steps[k].action]), _mean([_mean(v) for a, v in g.items() if a != t.steps[k].action]))
+                       for (_, t, k), g in zip(probes, q) if t.steps[k].action in g and len(g) > 1]
+    if expert_vs_other:
+        print(f"Q^π0 of the expert's action {_mean([e for e, _ in expert_vs_other]):.3f} vs the other sampled actions "
+              f"{_mean([o for _, o in expert_vs_other]):.3f} ({len(expert_vs_other)} states where both were sampled; "
+              f"higher in {sum(e > o for e, o in expert_vs_other)}, lower in {sum(e < o for e, o in expert_vs_other)}); "
+              f"states where every sampled action has the same Q^π0: "
+              f"{sum(len({_mean(v) for v in g.values()}) <= 1 for g in q)} of {len(q)}")
+    print(f"check 3 — value under the true Q^π0 ({cli.oracle_q} rollouts per action) of the sample each rule plays, "
+          f"T={temperature}, N={cli.n}:")
+    for run in runs:
+        agent.add_role("prm", head=True, fresh=True)
+        agent.load_role("prm", run / "iter1" / "prm")
+        scores = agent_prm.score_samples(agent, messages, samples, args.invalid_penalty, args.batch_size)
+        r = against_oracle(samples, scores, q)
+        print(f"  {run}: {r['states']} states | random sample (π0) {r['random_sample']:.3f} | PRM argmax "
+              f"{r['prm_argmax']:.3f} | action-blind {r['blind_prm']:.3f} | oracle argmax {r['oracle_argmax']:.3f} "
+              f"| PRM orders pairs like Q^π0 {r['pair_agreement']:.3f} of {r['pairs']} (blind: 0.5)")
 
 
 if __name__ == "__main__":

@@ -148,3 +148,29 @@ def test_args_validation():
     real = agent_prm.Args(quick=True, model="smollm2-135m")
     assert real.sft_demos <= 2 and real.eval_games <= 2 and real.train_tasks <= 3 and real.max_steps == 30
     assert real.prm_epochs < quick.prm_epochs  # a PRM step on full prompts takes minutes for a real model on CPU
+
+
+def test_prm_early_stopping_keeps_the_lowest_heldout_loss_and_reports_the_constant_reference(tiny_folder):
+    """--prm-eval-every: the kept PRM is the one with the lowest held-out loss on the curve, and the
+    mean-target constant (what a PRM that learned nothing from (s, a) scores) is reported beside it."""
+    torch.manual_seed(0)
+    agent = common.build_agent_model(str(tiny_folder), common.resolve_runtime("cpu"), quantize=False, lora_r=4,
+                                     lora_alpha=8, max_length=1024)
+    trajs = [_traj(f"g{k}", ["look", "inventory", "look"], won=k % 2 == 0) for k in range(8)]
+    q_targets = agent_prm.normalize_targets(agent_prm.estimate_q_targets(trajs, 0.9)[0])
+    dataset = agent_prm.build_prm_dataset(trajs, q_targets, history_window=2)
+    # a large learning rate on 7 training games overfits quickly, so the held-out curve is not monotone
+    args = agent_prm.Args(prm_epochs=6.0, prm_lr=0.05, prm_batch_size=4, prm_holdout=0.15, prm_eval_every=1,
+                          batch_size=8, seed=0)
+    metrics = agent_prm.train_prm(agent, dataset, args, desc="test")
+    train, held_out = agent_prm.split_by_game(dataset, args.prm_holdout, args.seed)
+    curve = metrics["prm_heldout_curve"]
+    assert len(curve) == metrics["prm_steps"] + 1  # every step, plus the final weights (checked again)
+    best_step, best_loss = min(curve, key=lambda c: c[1])
+    assert metrics["prm_kept_step"] == best_step
+    with agent.role("prm"):
+        assert agent_prm.heldout_objective(agent, held_out, args) == pytest.approx(best_loss, abs=1e-5)
+    assert metrics["prm_heldout_loss"] == pytest.approx(best_loss, abs=1e-5)
+    p = sum(e.target for e in train) / len(train)
+    by_hand = -sum(e.target * math.log(p) + (1 - e.target) * math.log(1 - p) for e in held_out) / len(held_out)
+    assert metrics["prm_heldout_loss_constant"] == pytest.approx(by_hand, rel=1e-5)

@@ -1,6 +1,7 @@
 """The household game, the registry and the agent loop (no torch needed)."""
 
 import copy
+import dataclasses
 import json
 import random
 import subprocess
@@ -246,6 +247,25 @@ def test_rollout_batches_live_episodes_and_counts_invalid_actions():
     assert "Action: <invalid>" in envs.trajectory_messages(t, 1, 5)[1]["content"]
     with pytest.raises(ValueError, match="returned 0 responses for 5 prompts"):
         envs.rollout(envs.make_envs("household", "train", 5), lambda p, e: [])
+
+
+def test_rollout_resumes_a_partial_trajectory_where_it_stopped():
+    """resume=: envs stepped through the first k steps by hand, then continued, give the same episode as one
+    rollout from the start (the expert is deterministic); a finished trajectory is left as it is."""
+    [full] = envs.rollout([envs.make("household", "train", 3)], envs.expert_policy)
+    k = 3
+    env = envs.make("household", "train", 3)
+    env.reset()
+    for step in full.steps[:k]:
+        env.step(step.action)
+    partial = dataclasses.replace(full, steps=full.steps[:k], final_observation=full.steps[k].observation,
+                                  final_admissible=full.steps[k].admissible, won=False)
+    [resumed] = envs.rollout([env], envs.expert_policy, resume=[partial])
+    assert resumed == full and len(partial.steps) == k  # the input is not modified
+    done_env = envs.make("household", "train", 3)
+    assert envs.rollout([done_env], lambda p, e: 1 / 0, resume=[full]) == [full]  # nothing left to play
+    with pytest.raises(ValueError, match="resume has 1 trajectories for 2 envs"):
+        envs.rollout(envs.make_envs("household", "train", 2), envs.expert_policy, resume=[partial])
 
 
 def test_trajectory_messages_match_what_the_policy_saw():

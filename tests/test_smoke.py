@@ -81,6 +81,13 @@ def test_agent_prm_quick(tmp_path):
     again = run("agent_prm.py", "--quick", "--out", str(out), timeout=300)
     assert again.returncode == 0 and "stage 1:" in again.stdout
     assert "rollouts of π0 [" not in again.stderr
+    # check 3 of the PRM diagnostics (true Q^π0 by Monte-Carlo), computed once, then read from its cache
+    cache = tmp_path / "oracle.json"
+    oracle = [run("benchmarks/prm_diagnostics.py", str(out), str(out), "--games", "1", "--n", "2", "--temperatures",
+                  "1.0", "--oracle-q", "1", "--oracle-cache", str(cache)) for _ in range(2)]
+    assert all(o.returncode == 0 for o in oracle), oracle[0].stderr[-3000:]
+    lines = [[line for line in o.stdout.splitlines() if "random sample (π0)" in line] for o in oracle]
+    assert len(lines[0]) == 2 and lines[0] == lines[1] and "from " + str(cache) in oracle[1].stdout
 
 
 def test_inverse_prm_quick(tmp_path):

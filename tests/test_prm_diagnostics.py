@@ -1,0 +1,35 @@
+"""benchmarks/prm_diagnostics.py: check 3's bookkeeping on a hand-made example (the end-to-end run of every
+check is in tests/test_smoke.py)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import common  # noqa: E402
+import prm_diagnostics  # noqa: E402
+
+
+def _sample(action: str, reason: str = "r") -> common.Sample:
+    return common.Sample(f"REASON: {reason}\nACTION: {action}", [1], True)
+
+
+def test_against_oracle_values_each_choice_rule_under_q_pi0():
+    # state 1: three samples, two of them the same response; the PRM prefers b, Q^π0 prefers a
+    # state 2: an invalid sample (never played), the PRM and Q^π0 agree on c over d
+    samples = [[_sample("a"), _sample("a"), _sample("b")],
+               [common.Sample("no action", [2], True), _sample("c"), _sample("d")]]
+    prm_scores = [[0.1, 0.1, 0.9], [-1.0, 0.7, 0.2]]
+    returns = [{"a": [1.0, 0.2], "b": [0.3, 0.3]}, {"c": [0.0, 1.0], "d": [0.2, 0.0]}]  # Q: a .6 b .3 c .5 d .1
+    r = prm_diagnostics.against_oracle(samples, prm_scores, returns)
+    assert r["states"] == 2
+    assert r["random_sample"] == pytest.approx(((0.6 + 0.6 + 0.3) / 3 + (0.5 + 0.1) / 2) / 2)
+    assert r["prm_argmax"] == pytest.approx((0.3 + 0.5) / 2)
+    assert r["blind_prm"] == pytest.approx(((0.6 + 0.3) / 2 + (0.5 + 0.1) / 2) / 2)  # uniform over distinct texts
+    # cross-fitted oracle: picks by the first rollout (a: 1.0 > 0.3; d: 0.2 > 0.0), valued by the second
+    assert r["oracle_argmax"] == pytest.approx((0.2 + 0.0) / 2)
+    # pairs with different Q: (a,b) twice — both ordered against Q^π0 — and (c,d) ordered like it
+    assert r["pairs"] == 3 and r["pair_agreement"] == pytest.approx(1 / 3)

@@ -369,7 +369,7 @@ def train_prm(agent: common.AgentModel, dataset: Sequence[PRMExample], args: Arg
         metrics.update(evaluate_prm(agent, held_out, args))
         if held_out and args.prm_loss == "bce":
             # The reference a PRM must beat to have learned anything from (s, a): predicting the mean training
-            # target everywhere. At CPU sizes the PRM's held-out loss is often no lower (README, issue 3).
+            # target everywhere. At CPU sizes the PRM's held-out loss is often no lower (README, Results).
             mean_target = sum(ex.target for ex in train) / len(train)
             targets = torch.tensor([ex.target for ex in held_out])
             metrics["prm_heldout_loss_constant"] = soft_bce_loss(torch.full_like(targets, _logit(mean_target)),

@@ -922,6 +922,7 @@ def train_loop(params: Sequence[torch.nn.Parameter], micro_batches: Iterable[Any
         window.append(mb_metrics)
         if len(window) == grad_accum:
             grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            lr_used = optimizer.param_groups[0]["lr"]
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if scheduler is not None:
@@ -929,6 +930,7 @@ def train_loop(params: Sequence[torch.nn.Parameter], micro_batches: Iterable[Any
             step += 1
             metrics = {key: float(np.mean([m[key] for m in window])) for key in window[0]}
             metrics["grad_norm"] = float(grad_norm)
+            metrics["lr"] = lr_used
             window = []
             with torch.no_grad():
                 for p, good in zip(params, last_good):

@@ -66,6 +66,8 @@ class Args(common.BaseArgs):
     # Stage 2
     prm_epochs: float = field(2.0, "PRM training epochs (over the smaller of D+ and D-)", group="stage 2: PRM")
     prm_lr: float = field(1e-3, "PRM learning rate (LoRA adapter + scalar head)", group="stage 2: PRM")
+    prm_lr_schedule: str = field("constant", "constant | cosine: 5%% warm-up, then decay to 0",
+                                 group="stage 2: PRM", choices=["constant", "cosine"])
     prm_batch_size: int = field(16, "PRM batch size (half expert, half learner transitions)", group="stage 2: PRM")
     prm_holdout: float = field(0.1, "fraction of games held out to report classification accuracy",
                                group="stage 2: PRM")
@@ -232,7 +234,7 @@ def train_inverse_prm(agent: common.AgentModel, positives: Sequence[Transition],
 
         batches = balanced_batches(train_pos, train_neg, args.prm_batch_size, args.prm_epochs, rng)
         result = common.train_loop(agent.trainable_parameters("prm"), batches, loss_fn, lr=args.prm_lr,
-                                   total=len(batches), desc=desc)
+                                   total=len(batches), desc=desc, cosine=args.prm_lr_schedule == "cosine")
         metrics = {"prm_train_loss": result.metrics.get("prm_loss", float("nan")),
                    "prm_train_acc": result.metrics.get("prm_acc", float("nan")),
                    "positives": len(train_pos), "negatives": len(train_neg)}

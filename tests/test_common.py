@@ -116,6 +116,21 @@ def test_train_loop_stops_on_nan_and_keeps_the_last_good_weights():
     assert after_one_step != 1.0 and math.isfinite(after_one_step)
 
 
+def test_train_loop_learning_rate_schedules():
+    """constant: the same lr every step; cosine (SFT, --prm-lr-schedule cosine): 5% warm-up, then decay to ~0."""
+    for cosine in (False, True):
+        w = torch.nn.Parameter(torch.tensor([1.0]))
+        lrs = []
+        common.train_loop([w], range(40), lambda _: ((w ** 2).sum(), {}), lr=0.1, total=40, cosine=cosine,
+                          on_step=lambda step, m: lrs.append(m["lr"]))
+        assert len(lrs) == 40
+        if not cosine:
+            assert lrs == [0.1] * 40
+        else:  # 40 steps: 2 warm-up steps, then cosine; the lr of step s (0-based) is what the optimizer used
+            assert lrs[0] == pytest.approx(0.05) and max(lrs) == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi / 40)))
+            assert all(a >= b for a, b in zip(lrs[1:], lrs[2:])) and lrs[-1] < 0.001
+
+
 def test_agent_model_roles_share_one_base(tiny_folder, tmp_path):
     runtime = common.resolve_runtime("cpu")
     agent = common.build_agent_model(str(tiny_folder), runtime, quantize=False, lora_r=4, lora_alpha=8,

@@ -310,6 +310,10 @@ def oracle_main(runs: list[Path], cli: argparse.Namespace) -> None:
     probes = probe_states(args, cli.games)
     if cache and cache.exists():
         saved = json.loads(cache.read_text())
+        asked = {"games": cli.games, "n": cli.n, "temperature": temperature, "rollouts": cli.oracle_q}
+        if any(saved.get(k) != v for k, v in asked.items()):
+            sys.exit(f"error: {cache} was made with {({k: saved.get(k) for k in asked})}, not {asked}: "
+                     f"pass the same flags or another --oracle-cache")
         samples = [[common.Sample(**x) for x in group] for group in saved["samples"]]
         q = saved["q"]
         print(f"oracle: {len(q)} states and their Q^π0 from {cache}")

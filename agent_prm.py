@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import random
 import warnings
 from collections import defaultdict
@@ -372,14 +371,9 @@ def train_prm(agent: common.AgentModel, dataset: Sequence[PRMExample], args: Arg
             # target everywhere. At CPU sizes the PRM's held-out loss is often no lower (README, Results).
             mean_target = sum(ex.target for ex in train) / len(train)
             targets = torch.tensor([ex.target for ex in held_out])
-            metrics["prm_heldout_loss_constant"] = soft_bce_loss(torch.full_like(targets, _logit(mean_target)),
-                                                                 targets).item()
+            constant = torch.full_like(targets, mean_target).logit(eps=1e-6)  # [H] the same logit everywhere
+            metrics["prm_heldout_loss_constant"] = soft_bce_loss(constant, targets).item()
     return metrics
-
-
-def _logit(p: float, eps: float = 1e-6) -> float:
-    p = min(1 - eps, max(eps, p))
-    return math.log(p / (1 - p))
 
 
 @torch.no_grad()

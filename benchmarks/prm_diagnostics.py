@@ -78,21 +78,30 @@ def probe_states(args: agent_prm.Args, games: int) -> list[tuple[int, envs.Traje
     return [(g, t, k) for g, t in enumerate(trajectories) for k in rng.sample(range(len(t.steps)), min(2, len(t.steps)))]
 
 
-def sample_candidates(agent: common.AgentModel, args: agent_prm.Args, states: list, n: int,
-                      temperature: float) -> tuple[list, list]:
-    """π0's prompts at the states and n samples of π0 for each: (messages [S], samples [S][N])."""
-    messages = [envs.trajectory_messages(t, k, args.history_window, history_reasons=args.history_reasons)
-                for _, t, k in states]
+def probe_messages(args: agent_prm.Args, probes: list) -> list[list[dict]]:
+    """π0's prompt at each probed state."""
+    return [envs.trajectory_messages(t, k, args.history_window, history_reasons=args.history_reasons)
+            for _, t, k in probes]
+
+
+def sample_candidates(agent: common.AgentModel, args: agent_prm.Args, messages: list, n: int,
+                      temperature: float) -> list[list[common.Sample]]:
+    """n samples of π0 for each prompt: [S][N]."""
     with agent.role("policy"):
-        samples = common.generate(agent.peft, agent.codec, messages, n=n, temperature=temperature,
-                                  max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)  # [S][N]
-    return messages, samples
+        return common.generate(agent.peft, agent.codec, messages, n=n, temperature=temperature,
+                               max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+
+
+def _order_credit(difference: float) -> float:
+    """A pair ordered the right way (difference > 0) counts 1, a tie 1/2, the wrong way 0."""
+    return 1.0 if difference > 0 else 0.5 if difference == 0 else 0.0
 
 
 def pick_rate(agent: common.AgentModel, args: agent_prm.Args, games: int, n: int, temperature: float) -> dict:
     probes = probe_states(args, games)
     states = [(t, t.steps[k].action) for _, t, k in probes]
-    messages, samples = sample_candidates(agent, args, probes, n, temperature)
+    messages = probe_messages(args, probes)
+    samples = sample_candidates(agent, args, messages, n, temperature)
     scores = agent_prm.score_samples(agent, messages, samples, args.invalid_penalty, args.batch_size)  # [S][N]
     random_hit = best_hit = worst_hit = blind_hit = 0.0
     pair_wins, pairs = 0.0, 0  # (expert-action sample, other-action sample) pairs of one state
@@ -100,7 +109,7 @@ def pick_rate(agent: common.AgentModel, args: agent_prm.Args, games: int, n: int
         actions = [envs.parse_response(s.text).action for s in group]
         for i in (i for i in range(n) if actions[i] == expert_action):
             for j in (j for j in range(n) if actions[j] != expert_action):
-                pair_wins, pairs = pair_wins + (1.0 if q[i] > q[j] else 0.5 if q[i] == q[j] else 0.0), pairs + 1
+                pair_wins, pairs = pair_wins + _order_credit(q[i] - q[j]), pairs + 1
         random_hit += sum(a == expert_action for a in actions) / len(actions)
         best_hit += actions[max(range(n), key=lambda i: q[i])] == expert_action
         worst_hit += actions[min(range(n), key=lambda i: q[i])] == expert_action
@@ -186,8 +195,7 @@ def against_oracle(samples: list, prm_scores: list, returns: list[dict]) -> dict
         for x, (i, a) in enumerate(valid):
             for j, b in valid[x + 1:]:
                 if q_s[a] != q_s[b]:
-                    same_order = (scores[i] - scores[j]) * (q_s[a] - q_s[b])
-                    agree, pairs = agree + (1.0 if same_order > 0 else 0.5 if same_order == 0 else 0.0), pairs + 1
+                    agree, pairs = agree + _order_credit((scores[i] - scores[j]) * (q_s[a] - q_s[b])), pairs + 1
     return {"states": states, **{k: v / max(1, states) for k, v in totals.items()},
             "pair_agreement": agree / pairs if pairs else float("nan"), "pairs": pairs}
 
@@ -308,6 +316,7 @@ def oracle_main(runs: list[Path], cli: argparse.Namespace) -> None:
     cache = Path(cli.oracle_cache) if cli.oracle_cache else None
     temperature = cli.temperatures[0]
     probes = probe_states(args, cli.games)
+    messages = probe_messages(args, probes)
     if cache and cache.exists():
         saved = json.loads(cache.read_text())
         asked = {"games": cli.games, "n": cli.n, "temperature": temperature, "rollouts": cli.oracle_q}
@@ -319,13 +328,11 @@ def oracle_main(runs: list[Path], cli: argparse.Namespace) -> None:
         print(f"oracle: {len(q)} states and their Q^π0 from {cache}")
     else:
         common.set_seed(0)
-        _, samples = sample_candidates(agent, args, probes, cli.n, temperature)
+        samples = sample_candidates(agent, args, messages, cli.n, temperature)
         q = oracle_q(agent, args, probes, samples, cli.oracle_q)
         if cache:
             cache.write_text(json.dumps({"games": cli.games, "n": cli.n, "temperature": temperature, "rollouts": cli.oracle_q,
                                          "samples": [[dataclasses.asdict(x) for x in g] for g in samples], "q": q}))
-    messages = [envs.trajectory_messages(t, k, args.history_window, history_reasons=args.history_reasons)
-                for _, t, k in probes]
     # Is the expert's action (what check 1 counts) also the better action under π0's own continuation?
     expert_vs_other = [(_mean(g[t.steps[k].action]), _mean([_mean(v) for a, v in g.items() if a != t.steps[k].action]))
                        for (_, t, k), g in zip(probes, q) if t.steps[k].action in g and len(g) > 1]

@@ -46,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=2, help="AgentPRM iterations")
     p.add_argument("--eval-games", type=int, default=30, help="games per eval split, every script (the scripts' "
                    "default is 50; 30 keeps the whole run near an hour)")
+    p.add_argument("--sft-epochs", type=float, help="behaviour-cloning epochs of the shared π0 (default: the "
+                   "scripts' --sft-epochs; the tables made before 2026-11-22 used 1)")
     p.add_argument("--quick", action="store_true", help="every script with --quick and one seed: a pipeline check")
     p.add_argument("--out", default=str(ROOT / "runs" / "reproduce"), help="folder of the per-seed run folders")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results.md"), help="the Markdown table written")
@@ -89,6 +91,7 @@ def clone_pi0(args: argparse.Namespace) -> Path:
     given SFT policy; the seeds vary the rollouts, the PRMs and the policy updates."""
     pi0_run = Path(args.out) / "pi0"
     sizes = ["--quick"] if args.quick else ["--eval-games", str(args.eval_games)]
+    sizes += ["--sft-epochs", str(args.sft_epochs)] if args.sft_epochs is not None else []
     run_script([sys.executable, "agent_prm.py", "--seed", "0", "--iterations", "0", "--out", str(pi0_run), *sizes],
                Path(args.out) / "pi0.log", os.cpu_count() or 1)
     return pi0_run
@@ -197,7 +200,7 @@ def table(rows: dict[str, dict[str, list[dict]]], splits: list[str], task_types:
     short = {"pick_and_place": "pick", "pick_clean_then_place": "clean", "pick_heat_then_place": "heat",
              "pick_cool_then_place": "cool", "look_at_obj_in_light": "look", "pick_two_obj_and_place": "pick2"}
     lines = []
-    for split in splits:
+    for split in (sp for sp in splits if any(by_split.get(sp) for by_split in rows.values())):  # none: not run
         lines += [f"**{split}** (success %, mean ± std over seeds; #actions; success % per task type)", "",
                   "| method | seeds | success % | #actions | " + " | ".join(short.get(t, t) for t in task_types) + " |",
                   "|---|---|---|---|" + "---|" * len(task_types)]
@@ -225,6 +228,11 @@ def aggregate(args: argparse.Namespace) -> str:
              "Made by " + " then ".join(f"`{c}`" for c in commands) + f" (seeds {', '.join(map(str, args.seeds))}; "
              f"{os.cpu_count()} cores). Every number below is read from the run folders under `{args.out}`"
              f"{' — QUICK sizes: a pipeline check, not a result' if args.quick else ''}.", ""]
+    pi0_args = Path(args.out) / "pi0" / "args.json"
+    if pi0_args.exists():  # what every row starts from: the shared π0 and how it was cloned
+        pi0 = json.loads(pi0_args.read_text())
+        lines += [f"π0 (shared by every seed and algorithm): the `{pi0['model']}` model cloned on {pi0['sft_demos']} "
+                  f"expert games for {pi0.get('sft_epochs', 1.0):g} epoch(s) (`{pi0_args.parent}/args.json`).", ""]
     lines += ["## AgentPRM (Table 1 shape)", "", "Q_j is the PRM trained on π_j's rollouts; BoN uses N = 4.", ""]
     lines += table(rows_of(seed_dirs, "agent_prm"), splits, task_types)
 
@@ -240,8 +248,8 @@ def aggregate(args: argparse.Namespace) -> str:
     lines += ["## InversePRM (Table 2 shape)", "", "All rows start from the same π0 as AgentPRM; SFT is π0 fine-tuned "
               "on the same demonstrations InversePRM learns from.", ""]
     lines += table(rows_of(seed_dirs, "inverse_prm"), splits, task_types)
-    lines += ["## Action-PRM", ""]
-    lines += table(rows_of(seed_dirs, "action_prm"), splits, task_types)
+    action_rows = rows_of(seed_dirs, "action_prm")
+    lines += ["## Action-PRM", ""] + (table(action_rows, splits, task_types) if action_rows else ["Not run.", ""])
     likelihood: dict[str, dict[str, list[float]]] = {}
     for d in seed_dirs:
         f = d / "action_prm" / "summary.json"

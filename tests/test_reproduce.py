@@ -31,8 +31,11 @@ def test_results_table_reads_every_seed(tmp_path):
         (run / "bon_curve").mkdir()
         (run / "bon_curve" / "summary.json").write_text(json.dumps(
             {"curve": {"1": _summary(s0, 25.0, {}), "4": _summary(s1, 20.0, {})}}))
+    (tmp_path / "pi0").mkdir()  # the shared π0's run: how it was cloned is stated above the tables
+    (tmp_path / "pi0" / "args.json").write_text(json.dumps({"model": "tiny", "sft_demos": 2000, "sft_epochs": 3.0}))
     args = reproduce.parse_args(["--out", str(tmp_path), "--seeds", "1", "2"])
     markdown = reproduce.aggregate(args)
+    assert "the `tiny` model cloned on 2000 expert games for 3 epoch(s)" in markdown
     std = math.sqrt(50.0)  # sample std of {10, 20} and of {30, 40}
     assert f"| π0 | 2 | 15.0 ± {std:.1f} | 25.0 ± 0.0 | 15 ± 7 |" in markdown
     assert f"| π1 | 2 | 35.0 ± {std:.1f} | 20.0 ± 0.0 | 35 ± 7 |" in markdown

@@ -21,11 +21,17 @@
    would play, and how often the PRM orders two samples like Q^π0. If the oracle's argmax is worth no more than
    a random sample, no PRM can make Best-of-N beat π0 at these states; if it is and the PRM's is not, the PRM
    is what is missing. Several runs sharing π0 are compared on the same samples and Q^π0 (--oracle-cache).
+4. grounding (--grounding; no model, seconds): from the run's own Best-of-N evaluation logs, the steps whose
+   N candidates mix admissible and inadmissible actions (an inadmissible action only wastes a turn: the game
+   answers "Nothing happens."). How often the PRM's pick is admissible, against a random candidate (what π0
+   plays) and an action-blind pick; and how often it scores an admissible candidate above an inadmissible one
+   of the same step (ties half; blind 0.5). A PRM below the random candidate prefers actions that cannot work.
 
     python benchmarks/prm_diagnostics.py runs/<agent_prm run>                    # check 1
     python benchmarks/prm_diagnostics.py runs/<agent_prm run> --learnability     # checks 1 and 2
     python benchmarks/prm_diagnostics.py runs/<inverse_prm run> --learnability   # the same for InversePRM
     python benchmarks/prm_diagnostics.py runs/<run1> runs/<run2> --oracle-q 8 --games 20 --temperatures 0.7  # 3
+    python benchmarks/prm_diagnostics.py runs/<run> --grounding                 # check 4, from the BoN logs
 """
 
 from __future__ import annotations
@@ -200,6 +206,34 @@ def against_oracle(samples: list, prm_scores: list, returns: list[dict]) -> dict
             "pair_agreement": agree / pairs if pairs else float("nan"), "pairs": pairs}
 
 
+def grounding(records: Sequence[dict]) -> dict:
+    """Check 4 on Best-of-N evaluation records (trajectory dicts whose steps carry `candidates`, the N responses,
+    and `prm_q_candidates`, their PRM scores): at the steps whose candidates mix admissible and inadmissible
+    actions, the share of admissible picks by the PRM's argmax (first of ties, as best_of_n), a random
+    candidate and an action-blind pick (uniform over the distinct responses), and the PRM's admissible-above-
+    inadmissible pair rate."""
+    totals = {"prm_argmax": 0.0, "random_candidate": 0.0, "blind_prm": 0.0}
+    states, above, pairs = 0, 0.0, 0
+    for record in records:
+        for step in record["steps"]:
+            candidates, scores = step.get("candidates"), step.get("prm_q_candidates")
+            if not candidates or not scores:
+                continue
+            ok = [envs.parse_response(c).action in step["admissible"] for c in candidates]
+            if all(ok) or not any(ok):
+                continue
+            states += 1
+            totals["prm_argmax"] += ok[max(range(len(scores)), key=lambda i: scores[i])]
+            totals["random_candidate"] += _mean(ok)
+            distinct = dict(zip(candidates, ok))
+            totals["blind_prm"] += _mean(list(distinct.values()))
+            for i in (i for i in range(len(ok)) if ok[i]):
+                for j in (j for j in range(len(ok)) if not ok[j]):
+                    above, pairs = above + _order_credit(scores[i] - scores[j]), pairs + 1
+    return {"states": states, **{k: v / max(1, states) for k, v in totals.items()},
+            "admissible_above": above / pairs if pairs else float("nan"), "pairs": pairs}
+
+
 def format_pick_rate(r: dict) -> str:
     return (f"T={r['temperature']}, N={r['N']}, {r['states']} states: random sample {r['random_sample']:.3f} | "
             f"PRM argmax {r['prm_argmax']:.3f} | PRM argmin {r['prm_argmin']:.3f} | action-blind PRM "
@@ -269,6 +303,8 @@ def main() -> None:
     parser.add_argument("--oracle-q", type=int, default=0, metavar="K", help="check 3: the true Q^π0 of π0's "
                         "samples by K Monte-Carlo rollouts each (slow: ~K x 2.5 rollouts per state), then what the "
                         "PRM's Best-of-N pick is worth under it; 0: off")
+    parser.add_argument("--grounding", action="store_true", help="only check 4, read from the run's Best-of-N "
+                        "evaluation logs (<run>/evals/BoN*.jsonl): no model is loaded")
     parser.add_argument("--oracle-cache", help="check 3: JSON file that keeps the samples and their Q^π0 (computed "
                         "once, reused when it exists; the runs then only differ in their PRM)")
     cli = parser.parse_args()
@@ -276,6 +312,8 @@ def main() -> None:
     for run in runs:
         if not (run / "iter1" / "prm").exists():
             sys.exit(f"error: {run} has no iter1/prm (run the script to the end of Stage 2 first)")
+    if cli.grounding:
+        return grounding_main(runs)
     if cli.oracle_q:
         return oracle_main(runs, cli)
     if len(runs) > 1:
@@ -303,6 +341,20 @@ def main() -> None:
         r = learnability(agent, args, cli.learn_games)
         print(f"learnability: a fresh PRM on {r['examples']} synthetic examples, held-out same-state pair accuracy "
               f"{r['prm_heldout_pair_acc']:.3f} on {r['prm_heldout_pairs']} pairs (chance 0.5)")
+
+
+def grounding_main(runs: list[Path]) -> None:
+    """Check 4 for every Best-of-N log of every run."""
+    for run in runs:
+        logs = sorted((run / "evals").glob("BoN*.jsonl"))
+        if not logs:
+            sys.exit(f"error: {run} has no Best-of-N evaluation logs (evals/BoN*.jsonl): run it with --bon-n > 0")
+        for log in logs:
+            r = grounding([json.loads(line) for line in log.read_text().splitlines() if line.strip()])
+            print(f"grounding {run / 'evals' / log.name}: {r['states']} steps with admissible and inadmissible "
+                  f"candidates | admissible pick: PRM argmax {r['prm_argmax']:.3f}, random candidate "
+                  f"{r['random_candidate']:.3f}, action-blind {r['blind_prm']:.3f} | admissible scored above "
+                  f"inadmissible {r['admissible_above']:.3f} of {r['pairs']} pairs (blind: 0.5)")
 
 
 def oracle_main(runs: list[Path], cli: argparse.Namespace) -> None:

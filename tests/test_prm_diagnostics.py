@@ -33,3 +33,27 @@ def test_against_oracle_values_each_choice_rule_under_q_pi0():
     assert r["oracle_argmax"] == pytest.approx((0.2 + 0.0) / 2)
     # pairs with different Q: (a,b) twice — both ordered against Q^π0 — and (c,d) ordered like it
     assert r["pairs"] == 3 and r["pair_agreement"] == pytest.approx(1 / 3)
+
+
+def test_grounding_counts_admissible_picks_at_mixed_steps_only():
+    admissible = ["go to desk 1", "take pen 1 from desk 1"]
+    response = lambda action: f"REASON: r\nACTION: {action}"  # noqa: E731
+    steps = [
+        # mixed: the PRM prefers the inadmissible candidate; two of four candidates admissible (one text twice)
+        {"admissible": admissible, "prm_q_candidates": [0.2, 0.2, 0.9, 0.1],
+         "candidates": [response("go to desk 1"), response("go to desk 1"), response("go to shelf 9"),
+                        "no action here"]},
+        # mixed: the PRM prefers the admissible one
+        {"admissible": admissible, "prm_q_candidates": [0.3, 0.8],
+         "candidates": [response("take watch 1 from desk 1"), response("take pen 1 from desk 1")]},
+        # all admissible, and a step without Best-of-N candidates: neither counts
+        {"admissible": admissible, "prm_q_candidates": [0.1, 0.2], "candidates": [response("go to desk 1")] * 2},
+        {"admissible": admissible},
+    ]
+    r = prm_diagnostics.grounding([{"steps": steps}])
+    assert r["states"] == 2
+    assert r["prm_argmax"] == pytest.approx((0 + 1) / 2)
+    assert r["random_candidate"] == pytest.approx((2 / 4 + 1 / 2) / 2)
+    assert r["blind_prm"] == pytest.approx((1 / 3 + 1 / 2) / 2)  # distinct texts: 3 in the first step
+    # admissible-inadmissible pairs: step 1 has 2 x 2 (0.2 vs 0.9: below; 0.2 vs 0.1: above), step 2 has 1 (above)
+    assert r["pairs"] == 5 and r["admissible_above"] == pytest.approx(3 / 5)

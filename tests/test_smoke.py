@@ -88,6 +88,10 @@ def test_agent_prm_quick(tmp_path):
     assert all(o.returncode == 0 for o in oracle), oracle[0].stderr[-3000:]
     lines = [[line for line in o.stdout.splitlines() if "random sample (π0)" in line] for o in oracle]
     assert len(lines[0]) == 2 and lines[0] == lines[1] and "from " + str(cache) in oracle[1].stdout
+    # check 4 reads the Best-of-N logs the run wrote (one line per log, no model loaded)
+    check4 = run("benchmarks/prm_diagnostics.py", str(out), "--grounding")
+    assert check4.returncode == 0, check4.stderr[-3000:]
+    assert check4.stdout.count("grounding ") == len(list((out / "evals").glob("BoN*.jsonl"))) > 0
 
 
 def test_inverse_prm_quick(tmp_path):

@@ -1,4 +1,4 @@
-"""Is a trained PRM useful for choosing actions? Two checks on a finished agent_prm.py or inverse_prm.py run
+"""Is a trained PRM useful for choosing actions? Four checks on a finished agent_prm.py or inverse_prm.py run
 (household env; the run's iter1/prm is Q0 of AgentPRM, or Q1 of InversePRM).
 
 1. pick rate: at states of the expert's trajectories on eval games, sample N responses from π0 and ask how

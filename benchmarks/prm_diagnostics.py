@@ -351,6 +351,10 @@ def grounding_main(runs: list[Path]) -> None:
             sys.exit(f"error: {run} has no Best-of-N evaluation logs (evals/BoN*.jsonl): run it with --bon-n > 0")
         for log in logs:
             r = grounding([json.loads(line) for line in log.read_text().splitlines() if line.strip()])
+            if not r["states"]:
+                print(f"grounding {run / 'evals' / log.name}: no step whose candidates mix admissible and "
+                      f"inadmissible actions: nothing to judge")
+                continue
             print(f"grounding {run / 'evals' / log.name}: {r['states']} steps with admissible and inadmissible "
                   f"candidates | admissible pick: PRM argmax {r['prm_argmax']:.3f}, random candidate "
                   f"{r['random_candidate']:.3f}, action-blind {r['blind_prm']:.3f} | admissible scored above "

@@ -152,8 +152,7 @@ class BaseArgs:
                            "--model itself (e.g. a folder saved by an earlier run's behaviour cloning)", group="pi0")
     sft_epochs: float = field(3.0, "behaviour-cloning epochs (tiny, household, 2,000 demos: 1 epoch gives a π0 "
                               "that wins 17%% / 20%% of 30 in- / out-of-distribution games, 3 epochs 53%% / 60%%; "
-                              "the paper's π0: 65%%)",
-                              group="pi0")
+                              "the paper's π0: 65%%)", group="pi0")
     sft_lr: float = field(3e-3, "behaviour-cloning peak learning rate, cosine schedule (tiny: all weights; "
                           "otherwise the LoRA adapter)", group="pi0")
     sft_batch_size: int = field(16, "behaviour-cloning batch size", group="pi0")

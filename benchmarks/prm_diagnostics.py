@@ -103,6 +103,14 @@ def _order_credit(difference: float) -> float:
     return 1.0 if difference > 0 else 0.5 if difference == 0 else 0.0
 
 
+def _better_above_worse(scores: Sequence[float], better: Sequence[bool]) -> tuple[float, int]:
+    """Over every (better, other) pair of one state's candidates: the summed order credit of the scores, and
+    the number of pairs."""
+    credits = [_order_credit(scores[i] - scores[j]) for i in range(len(scores)) if better[i]
+               for j in range(len(scores)) if not better[j]]
+    return sum(credits), len(credits)
+
+
 def pick_rate(agent: common.AgentModel, args: agent_prm.Args, games: int, n: int, temperature: float) -> dict:
     probes = probe_states(args, games)
     states = [(t, t.steps[k].action) for _, t, k in probes]
@@ -113,9 +121,8 @@ def pick_rate(agent: common.AgentModel, args: agent_prm.Args, games: int, n: int
     pair_wins, pairs = 0.0, 0  # (expert-action sample, other-action sample) pairs of one state
     for (_, expert_action), group, q in zip(states, samples, scores):
         actions = [envs.parse_response(s.text).action for s in group]
-        for i in (i for i in range(n) if actions[i] == expert_action):
-            for j in (j for j in range(n) if actions[j] != expert_action):
-                pair_wins, pairs = pair_wins + _order_credit(q[i] - q[j]), pairs + 1
+        wins, count = _better_above_worse(q, [a == expert_action for a in actions])
+        pair_wins, pairs = pair_wins + wins, pairs + count
         random_hit += sum(a == expert_action for a in actions) / len(actions)
         best_hit += actions[max(range(n), key=lambda i: q[i])] == expert_action
         worst_hit += actions[min(range(n), key=lambda i: q[i])] == expert_action
@@ -209,7 +216,7 @@ def against_oracle(samples: list, prm_scores: list, returns: list[dict]) -> dict
 def grounding(records: Sequence[dict]) -> dict:
     """Check 4 on Best-of-N evaluation records (trajectory dicts whose steps carry `candidates`, the N responses,
     and `prm_q_candidates`, their PRM scores): at the steps whose candidates mix admissible and inadmissible
-    actions, the share of admissible picks by the PRM's argmax (first of ties, as best_of_n), a random
+    actions, the share of admissible picks by the PRM's argmax (common.best_of_n, as played), a random
     candidate and an action-blind pick (uniform over the distinct responses), and the PRM's admissible-above-
     inadmissible pair rate."""
     totals = {"prm_argmax": 0.0, "random_candidate": 0.0, "blind_prm": 0.0}
@@ -223,13 +230,12 @@ def grounding(records: Sequence[dict]) -> dict:
             if all(ok) or not any(ok):
                 continue
             states += 1
-            totals["prm_argmax"] += ok[max(range(len(scores)), key=lambda i: scores[i])]
+            totals["prm_argmax"] += common.best_of_n([ok], [scores])[0]  # what Best-of-N played
             totals["random_candidate"] += _mean(ok)
             distinct = dict(zip(candidates, ok))
             totals["blind_prm"] += _mean(list(distinct.values()))
-            for i in (i for i in range(len(ok)) if ok[i]):
-                for j in (j for j in range(len(ok)) if not ok[j]):
-                    above, pairs = above + _order_credit(scores[i] - scores[j]), pairs + 1
+            wins, count = _better_above_worse(scores, ok)
+            above, pairs = above + wins, pairs + count
     return {"states": states, **{k: v / max(1, states) for k, v in totals.items()},
             "admissible_above": above / pairs if pairs else float("nan"), "pairs": pairs}
 

@@ -61,8 +61,10 @@ class Args(common.BaseArgs):
     rollouts_per_task: int = field(2, "rollouts of π_{i-1} per training game", group="stage 1: D+ and D-")
     rollout_temperature: float = field(0.7, "sampling temperature of rollouts and of the relabelled a'",
                                        group="stage 1: D+ and D-")
-    gamma: float = field(0.95, "discount γ in r(s,a) = Q(s,a) - γ Q(s',a') (Eq. 8; official code: 0.95)",
-                         group="stage 1: D+ and D-")
+    gamma: float = field(0.95, "discount γ in r(s,a) = Q(s,a) - γ Q(s',a') (Eq. 8; official code: 0.95). Near 1, a "
+                         "feature that persists from step to step (a learner repeating a useless action) enters r "
+                         "only as (1-γ) of itself; the tiny CPU setting separates D+ from D- far better at 0.5 "
+                         "(README)", group="stage 1: D+ and D-")
     # Stage 2
     prm_epochs: float = field(2.0, "PRM training epochs (over the smaller of D+ and D-)", group="stage 2: PRM")
     prm_lr: float = field(1e-3, "PRM learning rate (LoRA adapter + scalar head)", group="stage 2: PRM")
@@ -170,7 +172,11 @@ def relabel_next_actions(transitions: Sequence[Transition],
 
 
 def implied_reward(q_sa: torch.Tensor, q_next: torch.Tensor, terminal: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Eq. 8: r(s, a) = Q(s, a) - γ Q(s', a'), and r = Q(s, a) at a terminal transition.  [B]"""
+    """Eq. 8: r(s, a) = Q(s, a) - γ Q(s', a'), and r = Q(s, a) at a terminal transition.  [B]
+
+    Why γ matters for the classifier: a feature f that is the same at (s, a) and (s', a') adds f - γ f = (1 - γ) f
+    to r. A learner stuck in a loop of inadmissible actions has that feature at both ends of the transition, so
+    at γ = 0.95 the classifier must give it 20x the weight to use it (see --gamma)."""
     return q_sa - gamma * q_next * (~terminal).float()
 
 
@@ -295,6 +301,9 @@ def main(args: Args) -> dict[str, Any]:
     run = common.RunDir("inverse_prm", args.env, args.seed, args.out, args)
     print(f"InversePRM | model {args.model} | env {args.env} | {runtime.device} {str(runtime.dtype).split('.')[-1]}"
           f"{' 4-bit' if quantize else ''} | {len(demos)} demonstrations | run {run.path}")
+    if run.done("iter1/relabel") and run.read_jsonl("demonstrations.jsonl") != [d.to_json() for d in demos]:
+        raise common.UserError(f"{run.path} was made with other demonstrations (changed --demos, --demos-file or "
+                               f"--first-task?): use a new --out")
     run.write_jsonl("demonstrations.jsonl", demos)
     train_tasks = list(range(args.first_task, args.first_task + args.train_tasks))
 
@@ -342,8 +351,12 @@ def main(args: Args) -> dict[str, Any]:
             run.write_jsonl(f"{it}/transitions.jsonl", [dataclasses.asdict(t) for t in [*positives, *negatives]])
             run.mark_done(f"{it}/relabel")
         else:
-            saved = run.read_jsonl(f"{it}/transitions.jsonl")
-            for tr, record in zip([*positives, *negatives], saved):
+            saved, current = run.read_jsonl(f"{it}/transitions.jsonl"), [*positives, *negatives]
+            if len(saved) != len(current) or any((r["state"], r["action"]) != (t.state, t.action)
+                                                 for t, r in zip(current, saved)):  # else each a' lands on another s'
+                raise common.UserError(f"{run.path / it / 'transitions.jsonl'} holds other transitions than D+ and D- "
+                                       f"of these flags (changed --history-window?): use a new --out")
+            for tr, record in zip(current, saved):
                 tr.next_action = record["next_action"]
         stage1 = {"positives": len(positives), "negatives": len(negatives),
                   "rollout_success": 100.0 * sum(t.won for t in rollouts) / max(1, len(rollouts))}

@@ -26,12 +26,19 @@
    answers "Nothing happens."). How often the PRM's pick is admissible, against a random candidate (what π0
    plays) and an action-blind pick; and how often it scores an admissible candidate above an inadmissible one
    of the same step (ties half; blind 0.5). A PRM below the random candidate prefers actions that cannot work.
+5. targets or model? (--retrain [ROLLOUTS.jsonl ...]; AgentPRM runs; minutes): two fresh PRMs trained with the
+   run's Stage-2 code and settings (agent_prm.train_prm) on Stage-1 rollouts (the run's iter1/rollouts.jsonl, or
+   the files given, e.g. several seeds' rollouts of one π0 for more data): one on Q̂ (Eq. 1, what Stage 2 fits),
+   one on a control target, 1 iff the action is admissible (the list is in the prompt). Check 4 is then run with
+   each on the run's Best-of-N logs, their candidates re-scored. If the control passes check 4 and the Q̂-trained
+   PRM does not, this model can read admissibility from these states and it is the Q̂ targets that do not teach it.
 
     python benchmarks/prm_diagnostics.py runs/<agent_prm run>                    # check 1
     python benchmarks/prm_diagnostics.py runs/<agent_prm run> --learnability     # checks 1 and 2
     python benchmarks/prm_diagnostics.py runs/<inverse_prm run> --learnability   # the same for InversePRM
     python benchmarks/prm_diagnostics.py runs/<run1> runs/<run2> --oracle-q 8 --games 20 --temperatures 0.7  # 3
     python benchmarks/prm_diagnostics.py runs/<run> --grounding                 # check 4, from the BoN logs
+    python benchmarks/prm_diagnostics.py runs/<agent_prm run> --retrain          # check 5 (add rollout files: more data)
 """
 
 from __future__ import annotations
@@ -50,6 +57,9 @@ import agent_prm  # noqa: E402
 import common  # noqa: E402
 import envs  # noqa: E402
 import inverse_prm  # noqa: E402
+import torch  # noqa: E402
+
+STEP_FIELDS = {f.name for f in dataclasses.fields(envs.Step)}
 
 
 def is_inverse_run(run: Path) -> bool:
@@ -240,6 +250,69 @@ def grounding(records: Sequence[dict]) -> dict:
             "admissible_above": above / pairs if pairs else float("nan"), "pairs": pairs}
 
 
+def admissible_targets(dataset: Sequence[agent_prm.PRMExample],
+                       trajectories: Sequence[envs.Trajectory]) -> list[agent_prm.PRMExample]:
+    """Check 5's control: the same rows of D with the target 1 if the action was admissible in s, else 0."""
+    admissible = {key: float(step.action in step.admissible)
+                  for traj in trajectories for key, step in zip(agent_prm.state_action_keys(traj), traj.steps)}
+    return [dataclasses.replace(ex, target=admissible[(ex.state_key, ex.action)]) for ex in dataset]
+
+
+@torch.no_grad()
+def rescore_mixed_steps(agent: common.AgentModel, args: agent_prm.Args, records: Sequence[dict]) -> list[dict]:
+    """Best-of-N records with `prm_q_candidates` replaced by the current "prm" role's Q = σ(logit) at the steps
+    check 4 reads (candidates mixing admissible and inadmissible actions) and dropped elsewhere."""
+    out = []
+    for record in records:
+        traj = envs.Trajectory.from_json({**record, "steps": [{k: v for k, v in step.items() if k in STEP_FIELDS}
+                                                              for step in record["steps"]]})
+        steps = [dict(step, prm_q_candidates=None) for step in record["steps"]]
+        mixed = [t for t, step in enumerate(steps) if step.get("candidates")
+                 and len({envs.parse_response(c).action in step["admissible"] for c in step["candidates"]}) == 2]
+        messages = [envs.trajectory_messages(traj, t, args.history_window, history_reasons=args.history_reasons)
+                    for t in mixed for _ in steps[t]["candidates"]]
+        responses = [c for t in mixed for c in steps[t]["candidates"]]
+        if responses:
+            with agent.role("prm"):
+                q = torch.sigmoid(agent_prm.prm_logits(agent, messages, responses, args.batch_size)).tolist()
+            for t in mixed:
+                n = len(steps[t]["candidates"])
+                steps[t]["prm_q_candidates"], q = q[:n], q[n:]
+        out.append({**record, "steps": steps})
+    return out
+
+
+def retrain_main(run: Path, rollout_files: list[str]) -> None:
+    """Check 5: fresh PRMs on Q̂ and on the admissibility control, each judged by check 4 on the run's BoN logs."""
+    if is_inverse_run(run):
+        sys.exit("error: --retrain retrains AgentPRM's Q0 from Stage-1 rollouts; this is an inverse_prm.py run")
+    logs = sorted((run / "evals").glob("BoN*.jsonl"))
+    if not logs:
+        sys.exit(f"error: {run} has no Best-of-N evaluation logs (evals/BoN*.jsonl): run it with --bon-n > 0")
+    files = [Path(f) for f in rollout_files] or [run / "iter1" / "rollouts.jsonl"]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        sys.exit(f"error: no such rollout file: {', '.join(missing)}")
+    args, agent = load_run(run)
+    trajectories = [envs.Trajectory.from_json(json.loads(line)) for f in files
+                    for line in f.read_text().splitlines() if line.strip()]
+    q_hat, _ = agent_prm.estimate_q_targets(trajectories, args.gamma)  # Eq. 1, as Stage 1 of the run
+    if args.shaping_alpha > 0:  # Eq. 13, as the run did
+        agent_prm.fit_value_function(agent, trajectories, args)
+        q_hat = agent_prm.shaped_targets(agent, trajectories, q_hat, args)
+    dataset = agent_prm.build_prm_dataset(trajectories, agent_prm.normalize_targets(q_hat), args.history_window,
+                                          args.history_reasons)
+    records = {log: [json.loads(line) for line in log.read_text().splitlines() if line.strip()] for log in logs}
+    print(f"check 5: {len(trajectories)} rollouts from {len(files)} file(s), {len(dataset)} (s, a) rows")
+    for target, rows in (("Q̂ (Eq. 1)", dataset), ("admissible (control)", admissible_targets(dataset, trajectories))):
+        common.set_seed(args.seed)
+        m = agent_prm.train_prm(agent, rows, args, desc=f"PRM on {target}")
+        print(f"PRM trained on {target}: held-out loss {m.get('prm_heldout_loss', float('nan')):.3f} (mean-target "
+              f"constant {m.get('prm_heldout_loss_constant', float('nan')):.3f})")
+        for log, recs in records.items():
+            print("  " + format_grounding(log, grounding(rescore_mixed_steps(agent, args, recs))))
+
+
 def format_pick_rate(r: dict) -> str:
     return (f"T={r['temperature']}, N={r['N']}, {r['states']} states: random sample {r['random_sample']:.3f} | "
             f"PRM argmax {r['prm_argmax']:.3f} | PRM argmin {r['prm_argmin']:.3f} | action-blind PRM "
@@ -313,6 +386,9 @@ def main() -> None:
                         "evaluation logs (<run>/evals/BoN*.jsonl): no model is loaded")
     parser.add_argument("--oracle-cache", help="check 3: JSON file that keeps the samples and their Q^π0 (computed "
                         "once, reused when it exists; the runs then only differ in their PRM)")
+    parser.add_argument("--retrain", nargs="*", metavar="ROLLOUTS", help="only check 5: fresh PRMs on Q̂ and on "
+                        "the admissibility control, from the run's iter1/rollouts.jsonl or the Stage-1 rollout files "
+                        "given, judged by check 4 on the run's Best-of-N logs (AgentPRM runs; trains: minutes)")
     cli = parser.parse_args()
     runs = [Path(r) for r in cli.run]
     for run in runs:
@@ -320,6 +396,10 @@ def main() -> None:
             sys.exit(f"error: {run} has no iter1/prm (run the script to the end of Stage 2 first)")
     if cli.grounding:
         return grounding_main(runs)
+    if cli.retrain is not None:
+        if len(runs) > 1:
+            sys.exit("error: --retrain takes one run (give more rollout files after --retrain for more data)")
+        return retrain_main(runs[0], cli.retrain)
     if cli.oracle_q:
         return oracle_main(runs, cli)
     if len(runs) > 1:
@@ -356,15 +436,17 @@ def grounding_main(runs: list[Path]) -> None:
         if not logs:
             sys.exit(f"error: {run} has no Best-of-N evaluation logs (evals/BoN*.jsonl): run it with --bon-n > 0")
         for log in logs:
-            r = grounding([json.loads(line) for line in log.read_text().splitlines() if line.strip()])
-            if not r["states"]:
-                print(f"grounding {run / 'evals' / log.name}: no step whose candidates mix admissible and "
-                      f"inadmissible actions: nothing to judge")
-                continue
-            print(f"grounding {run / 'evals' / log.name}: {r['states']} steps with admissible and inadmissible "
-                  f"candidates | admissible pick: PRM argmax {r['prm_argmax']:.3f}, random candidate "
-                  f"{r['random_candidate']:.3f}, action-blind {r['blind_prm']:.3f} | admissible scored above "
-                  f"inadmissible {r['admissible_above']:.3f} of {r['pairs']} pairs (blind: 0.5)")
+            print(format_grounding(log, grounding([json.loads(line) for line in log.read_text().splitlines()
+                                                   if line.strip()])))
+
+
+def format_grounding(log: Path, r: dict) -> str:
+    if not r["states"]:
+        return f"grounding {log}: no step whose candidates mix admissible and inadmissible actions: nothing to judge"
+    return (f"grounding {log}: {r['states']} steps with admissible and inadmissible candidates | admissible pick: "
+            f"PRM argmax {r['prm_argmax']:.3f}, random candidate {r['random_candidate']:.3f}, action-blind "
+            f"{r['blind_prm']:.3f} | admissible scored above inadmissible {r['admissible_above']:.3f} of "
+            f"{r['pairs']} pairs (blind: 0.5)")
 
 
 def oracle_main(runs: list[Path], cli: argparse.Namespace) -> None:

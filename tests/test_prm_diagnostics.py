@@ -1,15 +1,19 @@
-"""benchmarks/prm_diagnostics.py: check 3's bookkeeping on a hand-made example (the end-to-end run of every
+"""benchmarks/prm_diagnostics.py: the bookkeeping of checks 3, 4 and 5 on hand-made examples (the end-to-end run of every
 check is in tests/test_smoke.py)."""
 
+import contextlib
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import agent_prm  # noqa: E402
 import common  # noqa: E402
+import envs  # noqa: E402
 import prm_diagnostics  # noqa: E402
 
 
@@ -57,3 +61,53 @@ def test_grounding_counts_admissible_picks_at_mixed_steps_only():
     assert r["blind_prm"] == pytest.approx((1 / 3 + 1 / 2) / 2)  # distinct texts: 3 in the first step
     # admissible-inadmissible pairs: step 1 has 2 x 2 (0.2 vs 0.9: below; 0.2 vs 0.1: above), step 2 has 1 (above)
     assert r["pairs"] == 5 and r["admissible_above"] == pytest.approx(3 / 5)
+
+
+def _trajectory(actions, admissible, responses=None):
+    steps = [envs.Step(observation=f"o{k}", admissible=admissible, response=(responses or {}).get(k, f"ACTION: {a}"),
+                       reason="", action=a, next_observation=f"o{k + 1}", reward=0.0, done=False)
+             for k, a in enumerate(actions)]
+    return envs.Trajectory(env="household", split="train", game_id="g", task_type="pick_and_place", task="t",
+                           steps=steps, final_observation="end")
+
+
+def test_admissible_targets_relabel_each_row_by_admissibility():
+    traj = _trajectory(["go to desk 1", "take watch 1 from desk 1", None], ["go to desk 1", "look"])
+    q_hat, _ = agent_prm.estimate_q_targets([traj], 0.95)
+    dataset = agent_prm.build_prm_dataset([traj], {k: 0.5 for k in q_hat}, history_window=2)
+    rows = prm_diagnostics.admissible_targets(dataset, [traj])
+    assert [r.target for r in rows] == [1.0, 0.0, 0.0]  # admissible, hallucinated, no parsable ACTION
+    assert [r.response for r in rows] == [r.response for r in dataset]
+
+
+class _FakeAgent:
+    """Just enough of common.AgentModel for rescore_mixed_steps (prm_logits is patched)."""
+
+    @contextlib.contextmanager
+    def role(self, name):
+        assert name == "prm"
+        yield self
+
+
+def test_rescore_mixed_steps_scores_only_the_steps_check_4_reads(monkeypatch):
+    scored = []
+
+    def fake_logits(agent, messages, responses, batch_size):
+        scored.extend(responses)
+        return torch.tensor([len(r) / 10 for r in responses])  # a score that tells the candidates apart
+
+    monkeypatch.setattr(prm_diagnostics.agent_prm, "prm_logits", fake_logits)
+    admissible = ["go to desk 1", "look"]
+    record = _trajectory(["go to desk 1", "look", "look"], admissible).to_json()
+    mixed = ["ACTION: go to desk 1", "ACTION: go to shelf 9 now"]
+    record["steps"][0].update(candidates=mixed, prm_q_candidates=[0.9, 0.1])
+    record["steps"][1].update(candidates=["ACTION: look", "ACTION: look"], prm_q_candidates=[0.5, 0.5])  # not mixed
+    args = agent_prm.Args(quick=True)
+    out = prm_diagnostics.rescore_mixed_steps(_FakeAgent(), args, [record])
+    assert scored == mixed  # only the mixed step's candidates are scored
+    q = out[0]["steps"][0]["prm_q_candidates"]
+    assert q == pytest.approx(torch.sigmoid(torch.tensor([2.0, 2.5])).tolist())
+    assert out[0]["steps"][1]["prm_q_candidates"] is None and out[0]["steps"][2]["prm_q_candidates"] is None
+    assert record["steps"][0]["prm_q_candidates"] == [0.9, 0.1]  # the input records are left as they were
+    r = prm_diagnostics.grounding(out)
+    assert r["states"] == 1 and r["prm_argmax"] == 0.0 and r["admissible_above"] == 0.0

@@ -92,6 +92,11 @@ def test_agent_prm_quick(tmp_path):
     check4 = run("benchmarks/prm_diagnostics.py", str(out), "--grounding")
     assert check4.returncode == 0, check4.stderr[-3000:]
     assert check4.stdout.count("grounding ") == len(list((out / "evals").glob("BoN*.jsonl"))) > 0
+    # check 5 trains fresh PRMs on the run's rollouts (Q̂, then the admissibility control) and re-runs check 4
+    check5 = run("benchmarks/prm_diagnostics.py", str(out), "--retrain")
+    assert check5.returncode == 0, check5.stderr[-3000:]
+    assert check5.stdout.count("PRM trained on ") == 2
+    assert check5.stdout.count("grounding ") == 2 * check4.stdout.count("grounding ")
 
 
 def test_inverse_prm_quick(tmp_path):
@@ -108,6 +113,12 @@ def test_inverse_prm_quick(tmp_path):
     assert {t["label"] for t in transitions} == {0.0, 1.0}
     # every non-terminal a' was relabelled by π0 (a sample may be empty text: an invalid action, still a')
     assert all(t["next_action"] is not None for t in transitions if t["next_state"] is not None)
+    # resuming with other demonstrations (or another history window) would pair the saved a' with other s'
+    demonstrations = (out / "demonstrations.jsonl").read_text()
+    for flags, error in ((["--demos", "3"], "other demonstrations"), (["--history-window", "1"], "other transitions")):
+        refused = run("inverse_prm.py", "--quick", "--out", str(out), *flags, timeout=300)
+        assert refused.returncode == 2 and error in refused.stderr, refused.stderr[-3000:]
+    assert (out / "demonstrations.jsonl").read_text() == demonstrations
     # the PRM diagnostics read an InversePRM run too (check 1 on Q1, check 2 on a synthetic ε-expert D-)
     diag = run("benchmarks/prm_diagnostics.py", str(out), "--games", "2", "--n", "2", "--temperatures", "1.0",
                "--learnability", "--learn-games", "2", "--prm-epochs", "0.5")

@@ -1335,9 +1335,12 @@ class Trajectory:
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> "Trajectory":
+        # Keys a Trajectory / Step does not have are left out, e.g. the Best-of-N candidates and their PRM
+        # scores that evaluation logs add to each step.
         fields = {f.name for f in dataclasses.fields(cls)}
+        step_fields = {f.name for f in dataclasses.fields(Step)}
         data = {k: v for k, v in record.items() if k in fields}
-        data["steps"] = [Step(**s) for s in record.get("steps", [])]
+        data["steps"] = [Step(**{k: v for k, v in s.items() if k in step_fields}) for s in record.get("steps", [])]
         return cls(**data)
 
 

@@ -59,8 +59,6 @@ import envs  # noqa: E402
 import inverse_prm  # noqa: E402
 import torch  # noqa: E402
 
-STEP_FIELDS = {f.name for f in dataclasses.fields(envs.Step)}
-
 
 def is_inverse_run(run: Path) -> bool:
     return (run / "demonstrations.jsonl").exists()  # inverse_prm.py writes D+ there first
@@ -223,6 +221,23 @@ def against_oracle(samples: list, prm_scores: list, returns: list[dict]) -> dict
             "pair_agreement": agree / pairs if pairs else float("nan"), "pairs": pairs}
 
 
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def bon_logs(run: Path) -> dict[Path, list[dict]]:
+    """The run's Best-of-N evaluation logs (<run>/evals/BoN*.jsonl), read: what checks 4 and 5 judge."""
+    logs = sorted((run / "evals").glob("BoN*.jsonl"))
+    if not logs:
+        sys.exit(f"error: {run} has no Best-of-N evaluation logs (evals/BoN*.jsonl): run it with --bon-n > 0")
+    return {log: _read_jsonl(log) for log in logs}
+
+
+def admissible_candidates(step: dict) -> list[bool]:
+    """For each Best-of-N candidate of a logged step: is its action admissible in that state?"""
+    return [envs.parse_response(c).action in step["admissible"] for c in step["candidates"]]
+
+
 def grounding(records: Sequence[dict]) -> dict:
     """Check 4 on Best-of-N evaluation records (trajectory dicts whose steps carry `candidates`, the N responses,
     and `prm_q_candidates`, their PRM scores): at the steps whose candidates mix admissible and inadmissible
@@ -236,7 +251,7 @@ def grounding(records: Sequence[dict]) -> dict:
             candidates, scores = step.get("candidates"), step.get("prm_q_candidates")
             if not candidates or not scores:
                 continue
-            ok = [envs.parse_response(c).action in step["admissible"] for c in candidates]
+            ok = admissible_candidates(step)
             if all(ok) or not any(ok):
                 continue
             states += 1
@@ -264,11 +279,10 @@ def rescore_mixed_steps(agent: common.AgentModel, args: agent_prm.Args, records:
     check 4 reads (candidates mixing admissible and inadmissible actions) and dropped elsewhere."""
     out = []
     for record in records:
-        traj = envs.Trajectory.from_json({**record, "steps": [{k: v for k, v in step.items() if k in STEP_FIELDS}
-                                                              for step in record["steps"]]})
+        traj = envs.Trajectory.from_json(record)
         steps = [dict(step, prm_q_candidates=None) for step in record["steps"]]
-        mixed = [t for t, step in enumerate(steps) if step.get("candidates")
-                 and len({envs.parse_response(c).action in step["admissible"] for c in step["candidates"]}) == 2]
+        mixed = [t for t, step in enumerate(steps)
+                 if step.get("candidates") and len(set(admissible_candidates(step))) == 2]
         messages = [envs.trajectory_messages(traj, t, args.history_window, history_reasons=args.history_reasons)
                     for t in mixed for _ in steps[t]["candidates"]]
         responses = [c for t in mixed for c in steps[t]["candidates"]]
@@ -286,23 +300,19 @@ def retrain_main(run: Path, rollout_files: list[str]) -> None:
     """Check 5: fresh PRMs on Q̂ and on the admissibility control, each judged by check 4 on the run's BoN logs."""
     if is_inverse_run(run):
         sys.exit("error: --retrain retrains AgentPRM's Q0 from Stage-1 rollouts; this is an inverse_prm.py run")
-    logs = sorted((run / "evals").glob("BoN*.jsonl"))
-    if not logs:
-        sys.exit(f"error: {run} has no Best-of-N evaluation logs (evals/BoN*.jsonl): run it with --bon-n > 0")
+    records = bon_logs(run)
     files = [Path(f) for f in rollout_files] or [run / "iter1" / "rollouts.jsonl"]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         sys.exit(f"error: no such rollout file: {', '.join(missing)}")
     args, agent = load_run(run)
-    trajectories = [envs.Trajectory.from_json(json.loads(line)) for f in files
-                    for line in f.read_text().splitlines() if line.strip()]
+    trajectories = [envs.Trajectory.from_json(record) for f in files for record in _read_jsonl(f)]
     q_hat, _ = agent_prm.estimate_q_targets(trajectories, args.gamma)  # Eq. 1, as Stage 1 of the run
     if args.shaping_alpha > 0:  # Eq. 13, as the run did
         agent_prm.fit_value_function(agent, trajectories, args)
         q_hat = agent_prm.shaped_targets(agent, trajectories, q_hat, args)
     dataset = agent_prm.build_prm_dataset(trajectories, agent_prm.normalize_targets(q_hat), args.history_window,
                                           args.history_reasons)
-    records = {log: [json.loads(line) for line in log.read_text().splitlines() if line.strip()] for log in logs}
     print(f"check 5: {len(trajectories)} rollouts from {len(files)} file(s), {len(dataset)} (s, a) rows")
     for target, rows in (("Q̂ (Eq. 1)", dataset), ("admissible (control)", admissible_targets(dataset, trajectories))):
         common.set_seed(args.seed)
@@ -432,12 +442,8 @@ def main() -> None:
 def grounding_main(runs: list[Path]) -> None:
     """Check 4 for every Best-of-N log of every run."""
     for run in runs:
-        logs = sorted((run / "evals").glob("BoN*.jsonl"))
-        if not logs:
-            sys.exit(f"error: {run} has no Best-of-N evaluation logs (evals/BoN*.jsonl): run it with --bon-n > 0")
-        for log in logs:
-            print(format_grounding(log, grounding([json.loads(line) for line in log.read_text().splitlines()
-                                                   if line.strip()])))
+        for log, records in bon_logs(run).items():
+            print(format_grounding(log, grounding(records)))
 
 
 def format_grounding(log: Path, r: dict) -> str:

@@ -268,6 +268,17 @@ def test_rollout_resumes_a_partial_trajectory_where_it_stopped():
         envs.rollout(envs.make_envs("household", "train", 2), envs.expert_policy, resume=[partial])
 
 
+def test_trajectory_from_json_reads_evaluation_logs_with_extra_keys():
+    """Evaluation logs add the Best-of-N candidates and their PRM scores to each step (and may add fields to the
+    record): from_json reads the trajectory and leaves the extras out."""
+    [traj] = envs.rollout([envs.make("household", "train", 3)], envs.expert_policy)
+    record = json.loads(json.dumps(traj.to_json()))
+    record["note"] = "extra"
+    for step in record["steps"]:
+        step.update(candidates=[step["response"]] * 2, prm_q_candidates=[0.5, 0.5])
+    assert envs.Trajectory.from_json(record) == traj
+
+
 def test_trajectory_messages_match_what_the_policy_saw():
     seen = []
 

@@ -442,11 +442,14 @@ def score_samples(agent: common.AgentModel, messages: Sequence[list[dict]], samp
 
 
 def dpo_prompt_states(trajectories: Sequence[envs.Trajectory], history_window: int,
-                      history_reasons: bool = False) -> list[list[dict]]:
-    """The distinct states s ~ D visited by π_{i-1} (Eq. 3's expectation), as prompts."""
+                      history_reasons: bool = False, first_steps: Sequence[int] | None = None) -> list[list[dict]]:
+    """The distinct states s ~ D visited by π_{i-1} (Eq. 3's expectation), as prompts. first_steps[k]: the
+    first step of trajectory k that π_{i-1} chose (later than 0 when it was reset to a demonstration's state)."""
     seen, prompts = set(), []
-    for traj in trajectories:
+    for k, traj in enumerate(trajectories):
         for t, (state, _) in enumerate(state_action_keys(traj)):
+            if first_steps is not None and t < first_steps[k]:
+                continue
             if state not in seen:
                 seen.add(state)
                 prompts.append(envs.trajectory_messages(traj, t, history_window, history_reasons=history_reasons))

@@ -1445,6 +1445,33 @@ Policy = Callable[[list[list[dict[str, str]]], list[TextEnv]], list[str]]
 expert or a random agent may look at) to one response string each."""
 
 
+def begin(env: TextEnv) -> Trajectory:
+    """Reset ``env`` and return the empty trajectory of its first state (what rollout() starts from)."""
+    obs, _ = env.reset()
+    return Trajectory(env=getattr(env, "env_name", type(env).__name__), split=getattr(env, "split", ""),
+                      game_id=env.game_id, task_type=env.task_type, task=env.task,
+                      final_observation=_strip_task(obs), final_admissible=list(env.admissible_commands))
+
+
+def replay(env: TextEnv, traj: Trajectory, t: int) -> Trajectory:
+    """Reset ``env`` to the state s_t of ``traj`` (a game of this env): step it through the trajectory's first t
+    actions and return those t steps as a partial trajectory that rollout(..., resume=...) continues. A reset
+    distribution (Sec. 4.1 of the AgentPRM paper) starts the learner at states of expert demonstrations this way.
+    The games are deterministic; a replay whose observations differ from the trajectory's is an error."""
+    if env.game_id != traj.game_id:
+        raise ValueError(f"cannot replay a trajectory of {traj.game_id} in {env.game_id}")
+    if not 0 <= t <= len(traj.steps):
+        raise ValueError(f"cannot replay {t} steps of a trajectory with {len(traj.steps)}")
+    begin(env)
+    for k, step in enumerate(traj.steps[:t]):
+        obs, _, done, _ = env.step(step.action or "")
+        if obs != step.next_observation or (done and k < t - 1):
+            raise ValueError(f"replaying {traj.game_id}: step {k} ({step.action!r}) gave {obs!r}, the trajectory "
+                             f"has {step.next_observation!r}")
+    return dataclasses.replace(traj, steps=list(traj.steps[:t]), final_observation=traj.observation_at(t),
+                               final_admissible=list(env.admissible_commands), won=False)
+
+
 def rollout(envs: Sequence[TextEnv], policy: Policy, history_window: int = 2, progress: bool = False,
             desc: str = "rollout", history_reasons: bool = False,
             resume: Sequence[Trajectory] | None = None) -> list[Trajectory]:
@@ -1461,12 +1488,7 @@ def rollout(envs: Sequence[TextEnv], policy: Policy, history_window: int = 2, pr
             raise ValueError(f"resume has {len(resume)} trajectories for {len(envs)} envs")
         trajectories = [dataclasses.replace(t, steps=list(t.steps)) for t in resume]
     else:
-        for env in envs:
-            obs, _ = env.reset()
-            trajectories.append(Trajectory(env=getattr(env, "env_name", type(env).__name__),
-                                           split=getattr(env, "split", ""), game_id=env.game_id,
-                                           task_type=env.task_type, task=env.task, final_observation=_strip_task(obs),
-                                           final_admissible=list(env.admissible_commands)))
+        trajectories = [begin(env) for env in envs]
     live = [i for i, t in enumerate(trajectories) if not (t.steps and t.steps[-1].done)]
     bar = _progress(total=len(envs), desc=desc, enabled=progress)
     while live:

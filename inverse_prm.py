@@ -10,6 +10,7 @@ Algorithm 2 (Inverse PRM), as implemented below:
   2. For iteration i = 1..K:
      Stage 1 — positive / negative transitions
   3.   Roll out π_{i-1}: D_i = {(s, a, s')}; aggregate D- <- D- ∪ D_i (all past learners: no-regret, Eq. 7).
+       (--rollout-resets: some rollouts start at states of the demonstrations, a reset distribution, Sec. 4.1.)
   4.   Relabel the next action of every transition in D+ ∪ D-: a' ~ π_{i-1}(· | s') (Q estimates Q^{π_{i-1}}).
      Stage 2 — train the PRM to tell expert from learner transitions
   5.   Q_i = argmin  -E_{D+}[log σ(Q(s,a) - γ Q(s',a'))] - E_{D-}[log(1 - σ(Q(s,a) - γ Q(s',a')))]   (Eq. 9)
@@ -61,6 +62,11 @@ class Args(common.BaseArgs):
     rollouts_per_task: int = field(2, "rollouts of π_{i-1} per training game", group="stage 1: D+ and D-")
     rollout_temperature: float = field(0.7, "sampling temperature of rollouts and of the relabelled a'",
                                        group="stage 1: D+ and D-")
+    rollout_resets: float = field(0.0, "fraction of those rollouts that start at a random state of the expert's "
+                                  "demonstration of the game instead of its first state (a reset distribution, Sec. "
+                                  "4.1, as in IRL without RL [35]): D- then holds π_{i-1}'s own choices at expert "
+                                  "states; needs a demonstration of each such game (--train-tasks <= --demos)",
+                                  group="stage 1: D+ and D-")
     gamma: float = field(0.95, "discount γ in r(s,a) = Q(s,a) - γ Q(s',a') (Eq. 8; official code: 0.95). Near 1, a "
                          "feature that persists from step to step (a learner repeating a useless action) enters r "
                          "only as (1-γ) of itself; the tiny CPU setting separates D+ from D- far better at 0.5 "
@@ -106,6 +112,8 @@ class Args(common.BaseArgs):
             self.prm_epochs, self.dpo_steps, self.dpo_prompts = min(self.prm_epochs, 1.0), min(self.dpo_steps, 4), 4
             self.sft_baseline_epochs, self.bon_n = min(self.sft_baseline_epochs, 0.5), [min(n, 2) for n in self.bon_n][:1]
         self.bon_n = common.best_of_n_sizes(self.bon_n)
+        if not 0.0 <= self.rollout_resets <= 1.0:
+            raise common.UserError(f"--rollout-resets must be in [0, 1], got {self.rollout_resets}")
         if not 0.0 < self.gamma <= 1.0:
             raise common.UserError(f"--gamma must be in (0, 1], got {self.gamma}")
         if self.demos_file is None and self.demos < 1:
@@ -132,12 +140,16 @@ class Transition:
 
 
 def transitions_from(trajectories: Sequence[envs.Trajectory], label: float, iteration: int,
-                     history_window: int, history_reasons: bool = False) -> list[Transition]:
+                     history_window: int, history_reasons: bool = False,
+                     first_steps: Sequence[int] | None = None) -> list[Transition]:
     """Every step of every trajectory as a transition; s' is the prompt of the next step (or of the state after
-    the last step when the episode was cut by max_steps); terminal iff the step ended the episode by success."""
+    the last step when the episode was cut by max_steps); terminal iff the step ended the episode by success.
+    first_steps[k]: the steps of trajectory k before it are left out (an expert prefix a reset replayed)."""
     out = []
-    for traj in trajectories:
+    for k, traj in enumerate(trajectories):
         for t, step in enumerate(traj.steps):
+            if first_steps is not None and t < first_steps[k]:
+                continue
             last = t == len(traj.steps) - 1
             terminal = last and (traj.won or not traj.final_observation)
             next_state = None if terminal else envs.trajectory_messages(traj, t + 1, history_window,
@@ -146,6 +158,40 @@ def transitions_from(trajectories: Sequence[envs.Trajectory], label: float, iter
                                   step.response, next_state,
                                   None, label, traj.game_id, iteration))
     return out
+
+
+def collect_learner_rollouts(policy: envs.Policy, tasks: Sequence[int], demos: Sequence[envs.Trajectory], args: Args,
+                             rng: random.Random, desc: str) -> tuple[list[envs.Trajectory], list[int]]:
+    """D_i (Alg. 2 line 3): `rollouts_per_task` episodes of π_{i-1} on every task, stepped in batches.
+
+    A fraction `rollout_resets` of them (chosen at random) first replay the expert's demonstration of their game
+    up to a random step t ≥ 1, and π_{i-1} plays from s*_t on. From the game's start, the learner's first mistake
+    takes it to states the expert never visits, where the classifier can tell the sides apart by the STATE alone
+    (e.g. "Nothing happens." in the prompt) without learning which ACTION was wrong; a reset puts learner and
+    expert transitions at the same states, so only the action separates them. Returns the trajectories (with the
+    replayed prefix, so prompts show the history the expert left) and, per trajectory, the first step π_{i-1}
+    chose (0 without a reset)."""
+    demo_of = {d.game_id: d for d in demos if len(d.steps) > 1}
+    games = [envs.make(args.env, split="train", seed=s, max_steps=args.max_steps)
+             for s in tasks for _ in range(args.rollouts_per_task)]
+    resettable = [k for k, game in enumerate(games) if game.game_id in demo_of]
+    n_resets = round(args.rollout_resets * len(games))
+    if n_resets > len(resettable):
+        raise common.UserError(f"--rollout-resets {args.rollout_resets} needs {n_resets} rollouts on games with an "
+                               f"expert demonstration; only {len(resettable)} of the {len(games)} have one (the "
+                               f"demonstrations must include the --train-tasks games)")
+    first_steps = [0] * len(games)
+    for k in rng.sample(resettable, n_resets):
+        first_steps[k] = rng.randrange(1, len(demo_of[games[k].game_id].steps))
+    trajectories = []
+    for lo in range(0, len(games), args.batch_size):
+        chunk = range(lo, min(lo + args.batch_size, len(games)))
+        starts = [envs.replay(games[k], demo_of[games[k].game_id], first_steps[k]) if first_steps[k]
+                  else envs.begin(games[k]) for k in chunk]
+        trajectories += envs.rollout([games[k] for k in chunk], policy, args.history_window, progress=True,
+                                     history_reasons=args.history_reasons, resume=starts,
+                                     desc=f"{desc} [{lo // args.batch_size + 1}/{-(-len(games) // args.batch_size)}]")
+    return trajectories, first_steps
 
 
 def relabel_next_actions(transitions: Sequence[Transition],
@@ -341,11 +387,19 @@ def main(args: Args) -> dict[str, Any]:
 
         # ── Stage 1: roll out π_{i-1}, aggregate D-, relabel a' ~ π_{i-1}(·|s') (Alg. 2 lines 3-4) ──
         if not run.done(f"{it}/stage1"):
-            rollouts = agent_prm.collect_rollouts(agent, train_tasks, args, desc=f"{it} stage 1: rollouts of π{i - 1}")
-            run.write_jsonl(f"{it}/rollouts.jsonl", rollouts)
+            policy = common.make_llm_policy(agent.peft, agent.codec, args.rollout_temperature, args.max_new_tokens,
+                                            args.batch_size)
+            rollouts, first_steps = collect_learner_rollouts(policy, train_tasks, demos, args,
+                                                             random.Random(f"{args.seed}/{it}/resets"),
+                                                             desc=f"{it} stage 1: rollouts of π{i - 1}")
+            # "learner_from": the first step π_{i-1} chose (> 0 after a reset to a demonstration's state)
+            run.write_jsonl(f"{it}/rollouts.jsonl", [{**traj.to_json(), "learner_from": t0}
+                                                     for traj, t0 in zip(rollouts, first_steps)])
             run.mark_done(f"{it}/stage1")
-        rollouts = [envs.Trajectory.from_json(r) for r in run.read_jsonl(f"{it}/rollouts.jsonl")]
-        negatives += transitions_from(rollouts, 0.0, i, args.history_window, args.history_reasons)
+        records = run.read_jsonl(f"{it}/rollouts.jsonl")
+        rollouts = [envs.Trajectory.from_json(r) for r in records]
+        first_steps = [r.get("learner_from", 0) for r in records]
+        negatives += transitions_from(rollouts, 0.0, i, args.history_window, args.history_reasons, first_steps)
         if not run.done(f"{it}/relabel"):
             relabel_with_policy(agent, [*positives, *negatives], args)
             run.write_jsonl(f"{it}/transitions.jsonl", [dataclasses.asdict(t) for t in [*positives, *negatives]])
@@ -358,11 +412,16 @@ def main(args: Args) -> dict[str, Any]:
                                        f"of these flags (changed --history-window?): use a new --out")
             for tr, record in zip(current, saved):
                 tr.next_action = record["next_action"]
+        from_start = [traj.won for traj, t0 in zip(rollouts, first_steps) if t0 == 0]
+        from_reset = [traj.won for traj, t0 in zip(rollouts, first_steps) if t0 > 0]
         stage1 = {"positives": len(positives), "negatives": len(negatives),
-                  "rollout_success": 100.0 * sum(t.won for t in rollouts) / max(1, len(rollouts))}
+                  "rollout_success": 100.0 * sum(from_start) / max(1, len(from_start)), "reset_rollouts": len(from_reset)}
+        if from_reset:
+            stage1["reset_rollout_success"] = 100.0 * sum(from_reset) / len(from_reset)
         run.log(stage=f"{it}/stage1", **stage1)
         print(f"[{it}] stage 1: |D+| = {len(positives)} expert transitions, |D-| = {len(negatives)} learner "
-              f"transitions (π{i - 1} rollouts: {stage1['rollout_success']:.1f}% success)")
+              f"transitions (π{i - 1} rollouts: {stage1['rollout_success']:.1f}% success"
+              + (f"; {len(from_reset)} from expert states: {stage1['reset_rollout_success']:.1f}%)" if from_reset else ")"))
 
         # ── Stage 2: Q_i classifies D+ vs D- through Q(s,a) - γ Q(s',a') (Alg. 2 line 5, Eq. 9) ──
         if not run.done(f"{it}/stage2"):
@@ -384,7 +443,7 @@ def main(args: Args) -> dict[str, Any]:
 
         # ── Stage 3: online DPO of π_i against Q_i on s ~ D_i, KL to π_{i-1} (Alg. 2 line 6, Eq. 10-11) ──
         if not run.done(f"{it}/stage3"):
-            states = agent_prm.dpo_prompt_states(rollouts, args.history_window, args.history_reasons)
+            states = agent_prm.dpo_prompt_states(rollouts, args.history_window, args.history_reasons, first_steps)
             stage3 = agent_prm.online_dpo(agent, states, expert_states, args, desc=f"{it} stage 3: online DPO",
                                           run=run, iteration=i)
             agent.save_role("policy", run.path / it / "policy")

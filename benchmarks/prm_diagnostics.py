@@ -157,13 +157,11 @@ def oracle_q(agent: common.AgentModel, args: agent_prm.Args, probes: list, sampl
         for action, text in distinct.items():
             for _ in range(rollouts):
                 env = envs.make(args.env, "eval_in_distribution", game, max_steps=args.max_steps)
-                env.reset()
-                for step in traj.steps[:t]:
-                    env.step(step.action)
+                prefix = envs.replay(env, traj, t)
                 obs, reward, done, info = env.step(action)
                 taken = envs.Step(traj.observation_at(t), traj.admissible_at(t), text,
                                   envs.parse_response(text).reason, action, obs, float(reward), bool(done))
-                partials.append(dataclasses.replace(traj, steps=traj.steps[:t] + [taken], final_observation=obs,
+                partials.append(dataclasses.replace(prefix, steps=prefix.steps + [taken], final_observation=obs,
                                                     final_admissible=list(env.admissible_commands),
                                                     won=bool(done and info.get("won", getattr(env, "won", False)))))
                 games.append(env)

@@ -261,11 +261,33 @@ def test_rollout_resumes_a_partial_trajectory_where_it_stopped():
     partial = dataclasses.replace(full, steps=full.steps[:k], final_observation=full.steps[k].observation,
                                   final_admissible=full.steps[k].admissible, won=False)
     [resumed] = envs.rollout([env], envs.expert_policy, resume=[partial])
+    fresh = envs.make("household", "train", 3)
+    assert envs.rollout([fresh], envs.expert_policy, resume=[envs.begin(fresh)]) == [full]  # rollout's own start
     assert resumed == full and len(partial.steps) == k  # the input is not modified
     done_env = envs.make("household", "train", 3)
     assert envs.rollout([done_env], lambda p, e: 1 / 0, resume=[full]) == [full]  # nothing left to play
     with pytest.raises(ValueError, match="resume has 1 trajectories for 2 envs"):
         envs.rollout(envs.make_envs("household", "train", 2), envs.expert_policy, resume=[partial])
+
+
+def test_replay_resets_a_game_to_a_state_of_a_trajectory():
+    """replay(env, traj, t): the env is at s_t of the trajectory (same observation and admissible list), the
+    partial trajectory holds its first t steps, and the expert finishes from there as it did; another game, or a
+    trajectory the game does not reproduce, is an error."""
+    [full] = envs.rollout([envs.make("household", "train", 3)], envs.expert_policy)
+    for t in (0, 2, len(full.steps) - 1):
+        env = envs.make("household", "train", 3)
+        partial = envs.replay(env, full, t)
+        assert partial.steps == full.steps[:t] and not partial.won
+        assert (partial.final_observation, partial.final_admissible) == (full.observation_at(t), full.admissible_at(t))
+        assert list(env.admissible_commands) == full.admissible_at(t)
+        assert envs.rollout([env], envs.expert_policy, resume=[partial]) == [full]
+    with pytest.raises(ValueError, match="cannot replay a trajectory of household/train/3"):
+        envs.replay(envs.make("household", "train", 4), full, 1)
+    edited = copy.deepcopy(full)
+    edited.steps[1].next_observation = "something else"
+    with pytest.raises(ValueError, match="step 1"):
+        envs.replay(envs.make("household", "train", 3), edited, 3)
 
 
 def test_trajectory_from_json_reads_evaluation_logs_with_extra_keys():

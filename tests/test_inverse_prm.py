@@ -87,3 +87,41 @@ def test_balanced_batches_have_equal_sides():
     neg = inverse_prm.transitions_from([_traj("n", ["y"] * 10, False)], 0.0, 1, 2)
     batches = inverse_prm.balanced_batches(pos, neg, batch_size=4, epochs=2, rng=random.Random(0))
     assert batches and all(sum(t.label for t in b) == len(b) / 2 for b in batches)
+
+
+def test_rollout_resets_start_the_learner_at_expert_states():
+    """--rollout-resets 0.5: half of the rollouts replay the expert's demonstration of their game to a random
+    step t >= 1; only the steps from t on are the learner's (D-, and the DPO prompt states); a rollout from the
+    start keeps all its steps."""
+    import random
+
+    import agent_prm
+
+    tasks = list(range(2000, 2004))
+    demos = envs.expert_demonstrations("household", "train", 4, start=2000)
+    args = inverse_prm.Args(rollout_resets=0.5, rollouts_per_task=2, batch_size=3)
+    random_agent = envs.make_random_policy(0)
+    trajs, first = inverse_prm.collect_learner_rollouts(random_agent, tasks, demos, args, random.Random(0), "test")
+    assert len(trajs) == 8 and sum(t0 > 0 for t0 in first) == 4
+    demo_of = {d.game_id: d for d in demos}
+    for traj, t0 in zip(trajs, first):
+        demo = demo_of[traj.game_id]
+        assert 0 <= t0 < len(demo.steps) and traj.steps[:t0] == demo.steps[:t0]  # the replayed expert prefix
+        if t0 == 0:
+            assert traj.steps[0].observation == demo.steps[0].observation
+    negatives = inverse_prm.transitions_from(trajs, 0.0, 1, 2, first_steps=first)
+    assert len(negatives) == sum(len(t.steps) - t0 for t, t0 in zip(trajs, first))
+    k = first.index(max(first))
+    learner = [tr for tr in negatives if tr.game_id == trajs[k].game_id and tr.state == envs.trajectory_messages(
+        trajs[k], first[k], 2)]
+    assert learner and learner[0].action == trajs[k].steps[first[k]].response  # s*_t with the learner's action
+    states = agent_prm.dpo_prompt_states(trajs, 2, first_steps=first)
+    assert envs.trajectory_messages(trajs[k], first[k] - 1, 2) not in states  # an expert prefix state is not
+    # The same seed draws the same resets; without resets every rollout starts at the game's start.
+    assert inverse_prm.collect_learner_rollouts(random_agent, tasks, demos, args, random.Random(0), "t")[1] == first
+    assert inverse_prm.collect_learner_rollouts(random_agent, tasks, demos, inverse_prm.Args(rollouts_per_task=2),
+                                                random.Random(0), "t")[1] == [0] * 8
+    with pytest.raises(inverse_prm.common.UserError, match="only 2 of the 8 have one"):
+        inverse_prm.collect_learner_rollouts(random_agent, tasks, demos[:1], args, random.Random(0), "t")
+    with pytest.raises(inverse_prm.common.UserError, match="--rollout-resets must be in"):
+        inverse_prm.Args(rollout_resets=1.5)

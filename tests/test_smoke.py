@@ -36,6 +36,7 @@ def test_help_exits_zero(script):
     ("agent_prm.py", ["--eval-splits", "test"], "unknown --eval-splits test"),
     ("inverse_prm.py", ["--demos-file", "/no/such/file.jsonl"], "no such file"),
     ("inverse_prm.py", ["--gamma", "0"], "--gamma must be in (0, 1]"),
+    ("inverse_prm.py", ["--rollout-resets", "2"], "--rollout-resets must be in [0, 1]"),
 ])
 def test_user_errors_are_one_line_exit_2(script, args, message, tmp_path):
     result = run(script, *args, "--out", str(tmp_path / "run"))
@@ -101,9 +102,11 @@ def test_agent_prm_quick(tmp_path):
 
 def test_inverse_prm_quick(tmp_path):
     out = tmp_path / "inverse_prm"
-    result = run("inverse_prm.py", "--quick", "--out", str(out))
+    result = run("inverse_prm.py", "--quick", "--rollout-resets", "0.5", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "|D+| =" in result.stdout and "|D-| =" in result.stdout
+    assert "|D+| =" in result.stdout and "|D-| =" in result.stdout and "3 from expert states" in result.stdout
+    rollouts = [json.loads(line) for line in (out / "iter1" / "rollouts.jsonl").open()]
+    assert sorted(r["learner_from"] > 0 for r in rollouts) == [False] * 3 + [True] * 3
     summary = _check_run_folder(out)
     assert {"Expert", "SFT", "InversePRM π0", "InversePRM π1", "BoN(π0,Q0)"} <= set(summary["rows"])
     assert summary["rows"]["Expert"]["eval_in_distribution"]["success"] == 100.0
@@ -111,6 +114,8 @@ def test_inverse_prm_quick(tmp_path):
         assert (out / artifact / "adapter_config.json").exists(), artifact
     transitions = [json.loads(line) for line in (out / "iter1" / "transitions.jsonl").open()]
     assert {t["label"] for t in transitions} == {0.0, 1.0}
+    # D-: the learner's own steps only, not the expert prefix a reset replayed
+    assert sum(t["label"] == 0.0 for t in transitions) == sum(len(r["steps"]) - r["learner_from"] for r in rollouts)
     # every non-terminal a' was relabelled by π0 (a sample may be empty text: an invalid action, still a')
     assert all(t["next_action"] is not None for t in transitions if t["next_state"] is not None)
     # resuming with other demonstrations (or another history window) would pair the saved a' with other s'

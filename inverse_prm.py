@@ -62,10 +62,11 @@ class Args(common.BaseArgs):
     rollouts_per_task: int = field(2, "rollouts of π_{i-1} per training game", group="stage 1: D+ and D-")
     rollout_temperature: float = field(0.7, "sampling temperature of rollouts and of the relabelled a'",
                                        group="stage 1: D+ and D-")
-    rollout_resets: float = field(0.0, "fraction of those rollouts that start at a random state of the expert's "
-                                  "demonstration of the game instead of its first state (a reset distribution, Sec. "
-                                  "4.1, as in IRL without RL [35]): D- then holds π_{i-1}'s own choices at expert "
-                                  "states; needs a demonstration of each such game (--train-tasks <= --demos)",
+    rollout_resets: float = field(0.0, "fraction of the Stage-1 rollouts that start at a random state of the "
+                                  "expert's demonstration of the game instead of its first state (a reset "
+                                  "distribution, Sec. 4.1; Swamy et al. 2023, IRL without RL): D- then holds "
+                                  "π_{i-1}'s own choices at expert states; needs a demonstration of each such game "
+                                  "(--train-tasks <= --demos). Measured: no gain on the tiny CPU setting (README)",
                                   group="stage 1: D+ and D-")
     gamma: float = field(0.95, "discount γ in r(s,a) = Q(s,a) - γ Q(s',a') (Eq. 8; official code: 0.95). Near 1, a "
                          "feature that persists from step to step (a learner repeating a useless action) enters r "
@@ -160,6 +161,19 @@ def transitions_from(trajectories: Sequence[envs.Trajectory], label: float, iter
     return out
 
 
+def reset_candidates(game_ids: Sequence[str], demos: Sequence[envs.Trajectory], fraction: float) -> tuple[list[int], int]:
+    """The rollouts (by index) whose game has a demonstration to reset to, and how many resets `fraction` asks for;
+    a user error when there are too few (checked before anything runs, and again when Stage 1 draws them)."""
+    with_demo = {d.game_id for d in demos if len(d.steps) > 1}
+    resettable = [k for k, game_id in enumerate(game_ids) if game_id in with_demo]
+    n_resets = round(fraction * len(game_ids))
+    if n_resets > len(resettable):
+        raise common.UserError(f"--rollout-resets {fraction} needs {n_resets} rollouts on games with an expert "
+                               f"demonstration; only {len(resettable)} of the {len(game_ids)} have one (the "
+                               f"demonstrations must include the --train-tasks games)")
+    return resettable, n_resets
+
+
 def collect_learner_rollouts(policy: envs.Policy, tasks: Sequence[int], demos: Sequence[envs.Trajectory], args: Args,
                              rng: random.Random, desc: str) -> tuple[list[envs.Trajectory], list[int]]:
     """D_i (Alg. 2 line 3): `rollouts_per_task` episodes of π_{i-1} on every task, stepped in batches.
@@ -174,12 +188,7 @@ def collect_learner_rollouts(policy: envs.Policy, tasks: Sequence[int], demos: S
     demo_of = {d.game_id: d for d in demos if len(d.steps) > 1}
     games = [envs.make(args.env, split="train", seed=s, max_steps=args.max_steps)
              for s in tasks for _ in range(args.rollouts_per_task)]
-    resettable = [k for k, game in enumerate(games) if game.game_id in demo_of]
-    n_resets = round(args.rollout_resets * len(games))
-    if n_resets > len(resettable):
-        raise common.UserError(f"--rollout-resets {args.rollout_resets} needs {n_resets} rollouts on games with an "
-                               f"expert demonstration; only {len(resettable)} of the {len(games)} have one (the "
-                               f"demonstrations must include the --train-tasks games)")
+    resettable, n_resets = reset_candidates([game.game_id for game in games], demos, args.rollout_resets)
     first_steps = [0] * len(games)
     for k in rng.sample(resettable, n_resets):
         first_steps[k] = rng.randrange(1, len(demo_of[games[k].game_id].steps))
@@ -344,6 +353,10 @@ def main(args: Args) -> dict[str, Any]:
     quantize = common.quantize_flag(args.load_in_4bit, runtime)
     common.set_seed(args.seed)
     demos = load_demonstrations(args)  # validated before anything is written
+    train_tasks = list(range(args.first_task, args.first_task + args.train_tasks))
+    if args.rollout_resets > 0:
+        reset_candidates([envs.make(args.env, split="train", seed=s, max_steps=args.max_steps).game_id
+                          for s in train_tasks for _ in range(args.rollouts_per_task)], demos, args.rollout_resets)
     run = common.RunDir("inverse_prm", args.env, args.seed, args.out, args)
     print(f"InversePRM | model {args.model} | env {args.env} | {runtime.device} {str(runtime.dtype).split('.')[-1]}"
           f"{' 4-bit' if quantize else ''} | {len(demos)} demonstrations | run {run.path}")
@@ -351,7 +364,6 @@ def main(args: Args) -> dict[str, Any]:
         raise common.UserError(f"{run.path} was made with other demonstrations (changed --demos, --demos-file or "
                                f"--first-task?): use a new --out")
     run.write_jsonl("demonstrations.jsonl", demos)
-    train_tasks = list(range(args.first_task, args.first_task + args.train_tasks))
 
     # ── π0 (Alg. 2 line 1) and the baselines of Table 2 ──
     bc_demos = demos if args.sft_on_demos else (

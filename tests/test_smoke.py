@@ -37,6 +37,7 @@ def test_help_exits_zero(script):
     ("inverse_prm.py", ["--demos-file", "/no/such/file.jsonl"], "no such file"),
     ("inverse_prm.py", ["--gamma", "0"], "--gamma must be in (0, 1]"),
     ("inverse_prm.py", ["--rollout-resets", "2"], "--rollout-resets must be in [0, 1]"),
+    ("inverse_prm.py", ["--rollout-resets", "1", "--demos", "3", "--train-tasks", "4"], "only 6 of the 8 have one"),
 ])
 def test_user_errors_are_one_line_exit_2(script, args, message, tmp_path):
     result = run(script, *args, "--out", str(tmp_path / "run"))

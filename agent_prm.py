@@ -205,11 +205,19 @@ def collect_rollouts(agent: common.AgentModel, tasks: Sequence[int], args: Args,
                                     args.batch_size)
     games = [envs.make(args.env, split="train", seed=s, max_steps=args.max_steps)
              for s in tasks for _ in range(args.rollouts_per_task)]
+    return rollout_in_batches(games, policy, args, desc)
+
+
+def rollout_in_batches(games: Sequence[envs.TextEnv], policy: envs.Policy, args: common.BaseArgs, desc: str,
+                       starts: Sequence[envs.Trajectory] | None = None) -> list[envs.Trajectory]:
+    """One episode per game, `batch_size` games at a time; starts: partial trajectories to continue (see
+    envs.rollout's resume), e.g. resets to a demonstration's state; None: every game from its start."""
     trajectories = []
-    chunks = [games[i:i + args.batch_size] for i in range(0, len(games), args.batch_size)]
-    for k, chunk in enumerate(chunks):
-        trajectories += envs.rollout(chunk, policy, args.history_window, progress=True, history_reasons=args.history_reasons,
-                                     desc=f"{desc} [{k + 1}/{len(chunks)}]")
+    chunks = range(0, len(games), args.batch_size)
+    for k, lo in enumerate(chunks):
+        trajectories += envs.rollout(games[lo:lo + args.batch_size], policy, args.history_window, progress=True,
+                                     history_reasons=args.history_reasons, desc=f"{desc} [{k + 1}/{len(chunks)}]",
+                                     resume=None if starts is None else starts[lo:lo + args.batch_size])
     return trajectories
 
 

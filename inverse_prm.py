@@ -192,15 +192,9 @@ def collect_learner_rollouts(policy: envs.Policy, tasks: Sequence[int], demos: S
     first_steps = [0] * len(games)
     for k in rng.sample(resettable, n_resets):
         first_steps[k] = rng.randrange(1, len(demo_of[games[k].game_id].steps))
-    trajectories = []
-    for lo in range(0, len(games), args.batch_size):
-        chunk = range(lo, min(lo + args.batch_size, len(games)))
-        starts = [envs.replay(games[k], demo_of[games[k].game_id], first_steps[k]) if first_steps[k]
-                  else envs.begin(games[k]) for k in chunk]
-        trajectories += envs.rollout([games[k] for k in chunk], policy, args.history_window, progress=True,
-                                     history_reasons=args.history_reasons, resume=starts,
-                                     desc=f"{desc} [{lo // args.batch_size + 1}/{-(-len(games) // args.batch_size)}]")
-    return trajectories, first_steps
+    starts = [envs.replay(game, demo_of[game.game_id], t0) if t0 else envs.begin(game)
+              for game, t0 in zip(games, first_steps)]
+    return agent_prm.rollout_in_batches(games, policy, args, desc, starts), first_steps
 
 
 def relabel_next_actions(transitions: Sequence[Transition],

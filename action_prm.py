@@ -187,55 +187,18 @@ def encode_thought_action(codec: common.ChatCodec, thought: str, action: str) ->
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
 
 
-@torch.no_grad()
-def shared_prefix_cache(lm, ids: torch.Tensor, mask: torch.Tensor, g: int):
-    """Prefix sharing for generation: the KV cache of every left-padded prompt [b, P] minus its last token, computed
-    ONCE and repeated for its G samples ([b*G, ...], rows ordered prompt0 x G, prompt1 x G, ...); generate then
-    only encodes the last prompt token. Positions count real tokens only, exactly as generate numbers the tokens
-    it adds (attention_mask.cumsum - 1): without them, left padding would shift a short prompt's positions."""
-    from transformers import DynamicCache
-
-    trunk, _ = common.split_lm(lm)
-    cache = DynamicCache(config=trunk.config)
-    positions = (mask.cumsum(dim=-1) - 1).clamp(min=0)  # [b, P]
-    trunk(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], past_key_values=cache,
-          use_cache=True)
-    cache.batch_repeat_interleave(g)  # in place
-    return cache
-
-
-@torch.no_grad()
 def sample_thoughts(lm, codec: common.ChatCodec, prompt_ids: Sequence[list[int]], g: int, temperature: float,
                     max_new_tokens: int, batch_size: int) -> list[list[tuple[str, bool]]]:
     """G continuations of each prompt after the forced response prefix "REASON:" -> [P][G] (text, ended by the
     end-of-turn token?). Forcing the prefix makes even a model that has never seen the format write a thought
-    (rather than answer with an action straight away)."""
-    from transformers import GenerationConfig
-
+    (rather than answer with an action straight away). Each prompt is encoded once for its G samples (prefix
+    sharing, in common.generate_from_ids)."""
     prefix = codec.tokenizer(THOUGHT_PREFIX, add_special_tokens=False)["input_ids"]
-    pad = codec.tokenizer.pad_token_id
-    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=temperature > 0,
-                              temperature=temperature if temperature > 0 else None, top_k=0, top_p=1.0,
-                              eos_token_id=codec.eot_ids, pad_token_id=pad)
-    device = common.model_device(lm)
-    was_training = lm.training
-    lm.eval()
-    out: list[list[tuple[str, bool]]] = []
-    per_call = max(1, batch_size // g)  # prompts per generate call: per_call * G rows
-    for start in range(0, len(prompt_ids), per_call):
-        batch = [list(p) + prefix for p in prompt_ids[start:start + per_call]]
-        ids, mask = common._pad(batch, pad, left=True, device=device)  # [b, P] left-padded: all end together
-        cache = shared_prefix_cache(lm, ids, mask, g)  # each prompt encoded once for its G samples
-        new = lm.generate(input_ids=ids.repeat_interleave(g, dim=0), attention_mask=mask.repeat_interleave(g, dim=0),
-                          past_key_values=cache, generation_config=config)[:, ids.shape[1]:]  # [b*G, N]
-        for row, tokens in enumerate(new.tolist()):
-            cut = next((k for k, tok in enumerate(tokens) if tok in codec.eot_ids), None)
-            kept = tokens[:cut] if cut is not None else [tok for tok in tokens if tok != pad]
-            if row % g == 0:
-                out.append([])
-            out[-1].append((codec.tokenizer.decode(kept, skip_special_tokens=True), cut is not None))
-    lm.train(was_training)
-    return out
+    samples = common.generate_from_ids(lm, codec, [list(p) + prefix for p in prompt_ids], n=g, temperature=temperature,
+                                       max_new_tokens=max_new_tokens, batch_size=batch_size)  # [P][G]
+    # the text without the end-of-turn token, unstripped (split_thought normalises the whitespace)
+    return [[(codec.tokenizer.decode(s.token_ids[:-1] if s.finished else s.token_ids, skip_special_tokens=True),
+              s.finished) for s in group] for group in samples]
 
 
 def thought_action_logprobs(lm, prompt_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[Sequence[int]]],
@@ -584,36 +547,6 @@ def heldout_row(agent: common.AgentModel, run: common.RunDir, heldout: Sequence[
     return m
 
 
-def evaluate_row(agent: common.AgentModel, run: common.RunDir, args: Args, name: str, role: str = "policy",
-                 policy: envs.Policy | None = None) -> dict:
-    """Env success of the adapter `role` (or any `policy`) on every eval split, played with the same prompt as
-    training (past thoughts in the history under --history-reasons). Cached in <run>/evals.json; trajectories go
-    to <run>/evals/<name>__<split>.jsonl."""
-    evals = run.read_json("evals.json") if (run.path / "evals.json").exists() else {}
-    if name in evals:
-        return evals[name]
-    row = {}
-    for split in args.eval_splits:
-        row_policy = policy or common.make_llm_policy(agent.peft, agent.codec, args.eval_temperature,
-                                                      args.max_new_tokens, args.batch_size)
-        games = envs.make_envs(args.env, split, args.eval_games, max_steps=args.max_steps)
-        trajectories: list[envs.Trajectory] = []
-        with agent.role(role):
-            for k in range(0, len(games), args.batch_size):
-                trajectories += envs.rollout(games[k:k + args.batch_size], row_policy, args.history_window,
-                                             progress=True, desc=f"eval {name} {split}",
-                                             history_reasons=args.history_reasons)
-        (run.path / "evals").mkdir(exist_ok=True)
-        run.write_jsonl(f"evals/{common.slug(name)}__{split}.jsonl", trajectories)
-        row[split] = summary = common.summarize(trajectories)
-        run.log(stage="eval", method=name, split=split, success=summary["success"], actions=summary["actions"],
-                invalid=summary["invalid_per_episode"])
-        print(f"  {name:<28} {split:<26} success {summary['success']:5.1f}%   #actions {summary['actions']:4.1f}")
-    evals[name] = row
-    run.write_json("evals.json", evals)
-    return row
-
-
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
 # Inputs: demonstrations, π0, baselines
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -704,22 +637,23 @@ def main(args: Args) -> dict[str, Any]:
     rows: list[tuple[str, dict]] = []
     likelihood: list[tuple[str, dict | None]] = []
     if hasattr(envs.ENV_REGISTRY[args.env], "expert_action"):
-        rows.append(("Expert", evaluate_row(agent, run, args, "Expert", policy=envs.expert_policy)))
-    rows.append(("π0", evaluate_row(agent, run, args, "π0")))
+        rows.append(("Expert", common.evaluate_row(agent, run, args, "Expert", policy=envs.expert_policy)))
+    rows.append(("π0", common.evaluate_row(agent, run, args, "π0")))
     likelihood.append(("π0", heldout_row(agent, run, heldout, args, "π0")))
     if args.sft_baseline:
         hw = args.history_window
         sft_baseline(agent, run, args, "sft_actions", [
             (envs.trajectory_messages(d, t, hw), envs.format_response("", s.action))
             for d in action_only for t, s in enumerate(d.steps)])
-        rows.append(("SFT actions only", evaluate_row(agent, run, args, "SFT actions only", role="sft_actions")))
+        rows.append(("SFT actions only", common.evaluate_row(agent, run, args, "SFT actions only",
+                                                             role="sft_actions")))
         likelihood.append(("SFT actions only", heldout_row(agent, run, heldout, args, "SFT actions only",
                                                            role="sft_actions")))
         if has_reasons:  # the upper bound: the thoughts Action-PRM has to infer, given
             sft_baseline(agent, run, args, "sft_reasons", [
                 (envs.trajectory_messages(d, t, hw, history_reasons=args.history_reasons), s.response)
                 for d in demos for t, s in enumerate(d.steps)])
-            rows.append(("SFT expert reasons", evaluate_row(agent, run, args, "SFT expert reasons",
+            rows.append(("SFT expert reasons", common.evaluate_row(agent, run, args, "SFT expert reasons",
                                                             role="sft_reasons")))
             likelihood.append(("SFT expert reasons", heldout_row(agent, run, heldout, args, "SFT expert reasons",
                                                                  role="sft_reasons")))
@@ -751,7 +685,7 @@ def main(args: Args) -> dict[str, Any]:
         print(f"[{it}] M-step: {m['m_steps']} steps on {m['m_groups']} groups, "
               f"last loss {m.get('m_loss', math.nan):.3f}")
         name = f"Action-PRM π{i}"
-        rows.append((name, evaluate_row(agent, run, args, name)))
+        rows.append((name, common.evaluate_row(agent, run, args, name)))
         likelihood.append((name, heldout_row(agent, run, heldout, args, name)))
 
     # ── Output: the demonstrations with θ_K's thoughts filled in (a product on its own) ──

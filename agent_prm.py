@@ -546,7 +546,7 @@ def make_bon_policy(agent: common.AgentModel, n: int, args: Args, log: dict | No
         chosen = common.best_of_n(samples, scores)
         if log is not None:
             for env, group, q in zip(live_envs, samples, scores):
-                log[env.game_id].append({"candidates": [s.text for s in group], "q": q})
+                log[env.game_id].append({"candidates": [s.text for s in group], "prm_q_candidates": q})
         return [c.text for c in chosen]
 
     return policy
@@ -562,39 +562,12 @@ def evaluate_row(agent: common.AgentModel, run: common.RunDir, args: Any, name: 
     """Evaluate one row of Table 1 on every eval split — the adapter `role` as a policy, BoN(π, Q) when
     `bon_n` is given, or any `policy` (e.g. the expert). Cached in <run>/evals.json; trajectories (with the
     per-step PRM scores of the Best-of-N candidates) go to <run>/evals/<name>__<split>.jsonl."""
-    evals = run.read_json("evals.json") if (run.path / "evals.json").exists() else {}
-    cached = evals.get(name, {})
-    if all(cached.get(split, {}).get("episodes") == args.eval_games for split in args.eval_splits):
-        return {split: cached[split] for split in args.eval_splits}  # evaluated before on the same games
-    row = {}
-    for split in args.eval_splits:
-        bon_log: dict[str, list] = defaultdict(list)
-        if policy is not None:
-            row_policy = policy
-        elif bon_n is None:
-            row_policy = common.make_llm_policy(agent.peft, agent.codec, args.eval_temperature, args.max_new_tokens,
-                                                args.batch_size)
-        else:
-            row_policy = make_bon_policy(agent, bon_n, args, log=bon_log)
-        with agent.role(role):
-            summary, trajectories = common.evaluate(row_policy, args.env, split, args.eval_games, args.history_window,
-                                                    args.batch_size, desc=f"eval {name} {split}",
-                                                    history_reasons=args.history_reasons, max_steps=args.max_steps)
-        records = []
-        for traj in trajectories:
-            record = traj.to_json()
-            for step, scored in zip(record["steps"], bon_log.get(traj.game_id, [])):
-                step.update(prm_q_candidates=scored["q"], candidates=scored["candidates"])
-            records.append(record)
-        (run.path / "evals").mkdir(exist_ok=True)
-        run.write_jsonl(f"evals/{common.slug(name)}__{split}.jsonl", records)
-        row[split] = summary
-        run.log(stage="eval", method=name, split=split, success=summary["success"], actions=summary["actions"],
-                invalid=summary["invalid_per_episode"])
-        print(f"  {name:<24} {split:<26} success {summary['success']:5.1f}%   #actions {summary['actions']:4.1f}")
-    evals[name] = row
-    run.write_json("evals.json", evals)
-    return row
+
+    def bon_policy(split: str) -> tuple[envs.Policy, dict[str, list[dict]]]:
+        bon_log: dict[str, list[dict]] = defaultdict(list)  # game id -> every turn's candidates and their Q
+        return make_bon_policy(agent, bon_n, args, log=bon_log), bon_log
+
+    return common.evaluate_row(agent, run, args, name, role, policy, make_policy=bon_policy if bon_n else None)
 
 
 def paper_name(policy_index: int, prm_index: int | None = None, n: int | None = None) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import hashlib
 import importlib.util
 import json
 import math
@@ -32,7 +31,6 @@ from typing import Any, Callable, Iterable, Sequence, get_args, get_origin, get_
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import envs
@@ -721,25 +719,34 @@ def _prefill_shared(lm, input_ids: torch.Tensor, attention_mask: torch.Tensor, n
     return cache
 
 
-@torch.no_grad()
 def generate(lm, codec: ChatCodec, prompts: Sequence[list[dict[str, str]]], n: int = 1, temperature: float = 0.7,
              max_new_tokens: int = 64, batch_size: int = 16, progress: str | None = None) -> list[list[Sample]]:
     """n samples for every prompt (chat messages). Left padding; stops at the end-of-turn token(s);
     temperature 0 = greedy. Returns samples[prompt][k]."""
+    return generate_from_ids(lm, codec, [codec.prompt_ids(m, max_new_tokens) for m in prompts], n, temperature,
+                             max_new_tokens, batch_size, progress)
+
+
+@torch.no_grad()
+def generate_from_ids(lm, codec: ChatCodec, prompt_ids: Sequence[Sequence[int]], n: int = 1,
+                      temperature: float = 0.7, max_new_tokens: int = 64, batch_size: int = 16,
+                      progress: str | None = None) -> list[list[Sample]]:
+    """`generate` for prompts given as token ids, e.g. a chat prompt followed by a forced start of the response
+    (Action-PRM's "REASON:"); the samples are what comes after those ids. n > 1 samples of a prompt share one
+    prefill of it (`_prefill_shared`). Returns samples[prompt][k]."""
     from transformers import GenerationConfig
 
     device = model_device(lm)
-    prompt_ids = [codec.prompt_ids(m, max_new_tokens) for m in prompts]
     pad = codec.tokenizer.pad_token_id
     # top_k=0 / top_p=1: pure temperature sampling (generate would otherwise fill in top_k=50).
     sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 else \
         {"do_sample": False}
     config = GenerationConfig(max_new_tokens=max_new_tokens, eos_token_id=codec.eot_ids, pad_token_id=pad,
                               **sampling)
-    results: list[list[Sample]] = [[] for _ in prompts]
+    results: list[list[Sample]] = [[] for _ in prompt_ids]
     was_training = lm.training
     lm.eval()
-    batches = _by_length(len(prompts), [len(p) for p in prompt_ids], max(1, batch_size // n))
+    batches = _by_length(len(prompt_ids), [len(p) for p in prompt_ids], max(1, batch_size // n))
     for batch in tqdm(batches, desc=progress, leave=False, disable=progress is None):
         input_ids, attention_mask = _pad([prompt_ids[i] for i in batch], pad, left=True, device=device)  # [b, P]
         cache = _prefill_shared(lm, input_ids, attention_mask, n) if n > 1 else None
@@ -1037,6 +1044,47 @@ def evaluate(policy: envs.Policy, env_name: str, split: str, n_games: int, histo
     for chunk in tqdm(chunks, desc=desc or f"eval {split}", leave=False):
         trajectories += envs.rollout(chunk, policy, history_window, history_reasons=history_reasons)
     return summarize(trajectories), trajectories
+
+
+def evaluate_row(agent: AgentModel, run: RunDir, args: Any, name: str, role: str = "policy",
+                 policy: envs.Policy | None = None,
+                 make_policy: Callable[[str], tuple[envs.Policy, dict[str, list[dict]]]] | None = None) -> dict:
+    """One row of a results table: success on every `args.eval_splits` split of the adapter `role` sampled at
+    `args.eval_temperature`, of any `policy` (e.g. the expert), or of `make_policy(split)` -> (policy, per-step
+    records by game id), whose records are added to the steps of the dumped episodes (Best-of-N: every
+    candidate's PRM score). Cached in <run>/evals.json (re-evaluated only if the number of games changed);
+    episodes go to <run>/evals/<name>__<split>.jsonl."""
+    evals = run.read_json("evals.json") if (run.path / "evals.json").exists() else {}
+    cached = evals.get(name, {})
+    if all(cached.get(split, {}).get("episodes") == args.eval_games for split in args.eval_splits):
+        return {split: cached[split] for split in args.eval_splits}  # evaluated before on the same games
+    row = {}
+    for split in args.eval_splits:
+        step_records: dict[str, list[dict]] = {}
+        if make_policy is not None:
+            row_policy, step_records = make_policy(split)
+        else:
+            row_policy = policy or make_llm_policy(agent.peft, agent.codec, args.eval_temperature,
+                                                   args.max_new_tokens, args.batch_size)
+        with agent.role(role):
+            summary, trajectories = evaluate(row_policy, args.env, split, args.eval_games, args.history_window,
+                                             args.batch_size, desc=f"eval {name} {split}",
+                                             history_reasons=args.history_reasons, max_steps=args.max_steps)
+        records = []
+        for traj in trajectories:
+            record = traj.to_json()
+            for step, extra in zip(record["steps"], step_records.get(traj.game_id, [])):
+                step.update(extra)
+            records.append(record)
+        (run.path / "evals").mkdir(exist_ok=True)
+        run.write_jsonl(f"evals/{slug(name)}__{split}.jsonl", records)
+        row[split] = summary
+        run.log(stage="eval", method=name, split=split, success=summary["success"], actions=summary["actions"],
+                invalid=summary["invalid_per_episode"])
+        print(f"  {name:<24} {split:<26} success {summary['success']:5.1f}%   #actions {summary['actions']:4.1f}")
+    evals[name] = row
+    run.write_json("evals.json", evals)
+    return row
 
 
 def format_table(rows: Sequence[tuple[str, dict[str, Any]]], task_types: Sequence[str] = envs.TASK_TYPES) -> str:

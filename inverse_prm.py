@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 

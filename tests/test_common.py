@@ -240,3 +240,71 @@ def test_prefix_shared_sampling_matches_plain_generation(tiny):
     for prompt, group in zip(prompts, shared):
         [[alone]] = common.generate(model, codec, [prompt], n=1, temperature=0.0, max_new_tokens=10)
         assert all(s.token_ids == alone.token_ids for s in group)
+
+
+def test_prefill_shared_gives_the_next_token_logits_of_the_full_prompt(tiny):
+    """The KV cache of left-padded prompts minus their last token, repeated n times: feeding the last token on top
+    of it gives the logits of the whole prompt, for every copy (positions count real tokens only)."""
+    model, tokenizer, codec = tiny
+    demos = envs.expert_demonstrations("household", "train", 2)
+    prompts = [codec.prompt_ids(envs.trajectory_messages(d, t, 2)) for d in demos for t in (0, 3)]
+    assert len({len(p) for p in prompts}) > 1  # different lengths: left padding is exercised
+    ids, mask = common._pad(prompts, tokenizer.pad_token_id, left=True, device=torch.device("cpu"))  # [4, P]
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    n = 3
+    with torch.no_grad():
+        plain = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1]  # [4, V]
+        cache = common._prefill_shared(model, ids, mask, n)
+        shared = model(input_ids=ids[:, -1:].repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0),
+                       position_ids=positions[:, -1:].repeat_interleave(n, 0), past_key_values=cache).logits[:, -1]
+    assert torch.allclose(shared, plain.repeat_interleave(n, 0), atol=1e-4)
+
+
+def test_evaluate_row_adds_per_step_records_and_is_cached(tmp_path):
+    """A policy that logs per-step records (as Best-of-N logs every candidate's PRM score) gets them written into
+    the steps of the dumped episodes, in order; a second call with the same number of games is read from
+    evals.json without playing again."""
+    import contextlib
+    import json
+
+    @dataclasses.dataclass
+    class EvalArgs:
+        env: str = "household"
+        eval_splits: tuple = ("eval_in_distribution",)
+        eval_games: int = 3
+        history_window: int = 2
+        batch_size: int = 2
+        history_reasons: bool = False
+        max_steps: int = 30
+
+    class NoAdapters:  # the expert needs no model
+        @contextlib.contextmanager
+        def role(self, name):
+            yield
+
+    args = EvalArgs()
+    run = common.RunDir("test", "household", 0, str(tmp_path / "run"), args)
+    calls = []
+
+    def make_policy(split):
+        calls.append(split)
+        log = {}
+
+        def policy(prompts, live_envs):
+            for k, env in enumerate(live_envs):
+                log.setdefault(env.game_id, []).append({"turn": len(log.get(env.game_id, [])), "prompt_row": k})
+            return envs.expert_policy(prompts, live_envs)
+
+        return policy, log
+
+    row = common.evaluate_row(NoAdapters(), run, args, "Expert", make_policy=make_policy)
+    assert row["eval_in_distribution"]["success"] == 100.0 and calls == ["eval_in_distribution"]
+    episodes = [json.loads(line) for line in (run.path / "evals" / "Expert__eval_in_distribution.jsonl").open()]
+    assert len(episodes) == 3
+    for episode in episodes:
+        assert [step["turn"] for step in episode["steps"]] == list(range(len(episode["steps"])))
+    again = common.evaluate_row(NoAdapters(), run, args, "Expert", make_policy=make_policy)
+    assert again == row and calls == ["eval_in_distribution"]  # cached: not played again
+    args.eval_games = 4  # another number of games: evaluated anew
+    assert common.evaluate_row(NoAdapters(), run, args, "Expert", make_policy=make_policy)[
+        "eval_in_distribution"]["episodes"] == 4

@@ -1,4 +1,4 @@
-"""Is a trained PRM useful for choosing actions? Four checks on a finished agent_prm.py or inverse_prm.py run
+"""Is a trained PRM useful for choosing actions? Six checks on a finished agent_prm.py or inverse_prm.py run
 (household env; the run's iter1/prm is Q0 of AgentPRM, or Q1 of InversePRM).
 
 1. pick rate: at states of the expert's trajectories on eval games, sample N responses from π0 and ask how
@@ -32,6 +32,10 @@
    one on a control target, 1 iff the action is admissible (the list is in the prompt). Check 4 is then run with
    each on the run's Best-of-N logs, their candidates re-scored. If the control passes check 4 and the Q̂-trained
    PRM does not, this model can read admissibility from these states and it is the Q̂ targets that do not teach it.
+6. a grounded PRM, in the game (--admissible-bon N [N ...]; π0 only, no PRM is trained): Best-of-N whose "PRM" is
+   the indicator 1[the action is in the game's admissible list], ties broken by sampling order, so it plays π0's
+   own first sample unless that one cannot work. Its success on the run's validation split (cf. BoN(π0, Q0) and
+   N = 1) is what Best-of-N would gain from a PRM that had learned only grounding.
 
     python benchmarks/prm_diagnostics.py runs/<agent_prm run>                    # check 1
     python benchmarks/prm_diagnostics.py runs/<agent_prm run> --learnability     # checks 1 and 2
@@ -39,6 +43,7 @@
     python benchmarks/prm_diagnostics.py runs/<run1> runs/<run2> --oracle-q 8 --games 20 --temperatures 0.7  # 3
     python benchmarks/prm_diagnostics.py runs/<run> --grounding                 # check 4, from the BoN logs
     python benchmarks/prm_diagnostics.py runs/<agent_prm run> --retrain          # check 5 (add rollout files: more data)
+    python benchmarks/prm_diagnostics.py runs/<run> --admissible-bon 1 4 16      # check 6, plays eval games
 """
 
 from __future__ import annotations
@@ -321,6 +326,35 @@ def retrain_main(run: Path, rollout_files: list[str]) -> None:
             print("  " + format_grounding(log, grounding(rescore_mixed_steps(agent, args, recs))))
 
 
+def first_admissible(actions: Sequence[str | None], admissible: Sequence[str]) -> int:
+    """Check 6's pick among N candidates: the first whose action the game admits (0 when none does), i.e. the
+    argmax of the indicator 1[a admissible] with ties broken by sampling order."""
+    allowed = set(admissible)
+    return next((k for k, action in enumerate(actions) if action in allowed), 0)
+
+
+def admissible_bon_policy(agent: common.AgentModel, args: agent_prm.Args, n: int) -> envs.Policy:
+    """BoN(π0, 1[admissible]): N samples of π0 per turn at the Best-of-N temperature, play `first_admissible`."""
+
+    def policy(prompts: list[list[dict[str, str]]], live_envs: list[envs.TextEnv]) -> list[str]:
+        samples = sample_candidates(agent, args, prompts, n, args.bon_temperature)  # [B][N]
+        picks = [first_admissible([envs.parse_response(s.text).action for s in group], env.admissible_commands)
+                 for env, group in zip(live_envs, samples)]
+        return [group[k].text for group, k in zip(samples, picks)]
+
+    return policy
+
+
+def admissible_bon_main(run: Path, ns: Sequence[int]) -> None:
+    """Check 6 on the run's validation split; rows are cached in <run>/admissible_bon/evals.json."""
+    args, agent = load_run(run)
+    args.eval_splits = args.eval_splits[:1]
+    out = common.RunDir("admissible_bon", args.env, args.seed, str(run / "admissible_bon"), args)
+    for n in ns:
+        common.set_seed(args.seed)
+        common.evaluate_row(agent, out, args, f"BoN(π0,admissible) N={n}", policy=admissible_bon_policy(agent, args, n))
+
+
 def format_pick_rate(r: dict) -> str:
     return (f"T={r['temperature']}, N={r['N']}, {r['states']} states: random sample {r['random_sample']:.3f} | "
             f"PRM argmax {r['prm_argmax']:.3f} | PRM argmin {r['prm_argmin']:.3f} | action-blind PRM "
@@ -397,8 +431,17 @@ def main() -> None:
     parser.add_argument("--retrain", nargs="*", metavar="ROLLOUTS", help="only check 5: fresh PRMs on Q̂ and on "
                         "the admissibility control, from the run's iter1/rollouts.jsonl or the Stage-1 rollout files "
                         "given, judged by check 4 on the run's Best-of-N logs (AgentPRM runs; trains: minutes)")
+    parser.add_argument("--admissible-bon", type=int, nargs="+", metavar="N", help="only check 6: play the run's "
+                        "validation games with Best-of-N whose PRM is the admissibility indicator, for each N (π0 "
+                        "only; ~5 minutes per N = 4 on one core)")
     cli = parser.parse_args()
     runs = [Path(r) for r in cli.run]
+    if cli.admissible_bon:
+        if any(n < 1 for n in cli.admissible_bon):
+            sys.exit("error: --admissible-bon takes N >= 1")
+        for run in runs:
+            admissible_bon_main(run, cli.admissible_bon)
+        return
     for run in runs:
         if not (run / "iter1" / "prm").exists():
             sys.exit(f"error: {run} has no iter1/prm (run the script to the end of Stage 2 first)")

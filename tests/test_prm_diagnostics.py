@@ -111,3 +111,25 @@ def test_rescore_mixed_steps_scores_only_the_steps_check_4_reads(monkeypatch):
     assert record["steps"][0]["prm_q_candidates"] == [0.9, 0.1]  # the input records are left as they were
     r = prm_diagnostics.grounding(out)
     assert r["states"] == 1 and r["prm_argmax"] == 0.0 and r["admissible_above"] == 0.0
+
+
+def test_first_admissible_is_the_indicator_argmax_with_ties_in_sampling_order():
+    admissible = ["go to desk 1", "take pen 1 from desk 1", "look"]
+    assert prm_diagnostics.first_admissible(["go to shelf 9", "look", "go to desk 1"], admissible) == 1
+    assert prm_diagnostics.first_admissible(["go to desk 1", "look"], admissible) == 0  # π0's own first sample
+    assert prm_diagnostics.first_admissible([None, "take pen 1 from desk 1"], admissible) == 1  # no ACTION: skipped
+    assert prm_diagnostics.first_admissible(["go to shelf 9", None], admissible) == 0  # none admissible: sample 0
+
+
+def test_admissible_bon_plays_only_admissible_candidates_when_one_exists(monkeypatch):
+    """Check 6's policy with canned samples: at every turn it answers with the first sample whose action the game
+    admits, and with the first sample when none is admissible."""
+    game = envs.make("household", "eval_in_distribution", 0)
+    game.reset()
+    inadmissible = _sample("go to shelf 99")
+    admissible = _sample(game.admissible_commands[-1])
+    canned = [[inadmissible, admissible, inadmissible], [inadmissible, inadmissible, inadmissible]]
+    monkeypatch.setattr(prm_diagnostics, "sample_candidates", lambda agent, args, prompts, n, t: [canned.pop(0)])
+    policy = prm_diagnostics.admissible_bon_policy(None, agent_prm.Args(), 3)
+    assert policy([[]], [game]) == [admissible.text]
+    assert policy([[]], [game]) == [inadmissible.text]

@@ -99,6 +99,13 @@ def test_agent_prm_quick(tmp_path):
     assert check5.returncode == 0, check5.stderr[-3000:]
     assert check5.stdout.count("PRM trained on ") == 2
     assert check5.stdout.count("grounding ") == 2 * check4.stdout.count("grounding ")
+    # check 6 plays the validation games with Best-of-N whose PRM is the admissibility indicator
+    check6 = run("benchmarks/prm_diagnostics.py", str(out), "--admissible-bon", "2")
+    assert check6.returncode == 0, check6.stderr[-3000:]
+    assert "BoN(π0,admissible) N=2" in check6.stdout
+    episodes = [json.loads(line) for line in
+                (out / "admissible_bon" / "evals" / "BoN_π0_admissible__N_2__eval_in_distribution.jsonl").open()]
+    assert episodes and all(traj["steps"] for traj in episodes)
 
 
 def test_inverse_prm_quick(tmp_path):

@@ -440,6 +440,9 @@ def main() -> None:
         if any(n < 1 for n in cli.admissible_bon):
             sys.exit("error: --admissible-bon takes N >= 1")
         for run in runs:
+            if not (run / "args.json").exists():
+                sys.exit(f"error: {run} is not a run folder (no args.json)")
+        for run in runs:
             admissible_bon_main(run, cli.admissible_bon)
         return
     for run in runs:

@@ -133,3 +133,11 @@ def test_admissible_bon_plays_only_admissible_candidates_when_one_exists(monkeyp
     policy = prm_diagnostics.admissible_bon_policy(None, agent_prm.Args(), 3)
     assert policy([[]], [game]) == [admissible.text]
     assert policy([[]], [game]) == [inadmissible.text]
+
+
+def test_admissible_bon_refuses_a_folder_that_is_not_a_run(tmp_path):
+    import subprocess
+
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "prm_diagnostics.py"), str(tmp_path),
+                             "--admissible-bon", "4"], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "is not a run folder" in result.stderr and "Traceback" not in result.stderr

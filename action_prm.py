@@ -654,7 +654,7 @@ def main(args: Args) -> dict[str, Any]:
                 (envs.trajectory_messages(d, t, hw, history_reasons=args.history_reasons), s.response)
                 for d in demos for t, s in enumerate(d.steps)])
             rows.append(("SFT expert reasons", common.evaluate_row(agent, run, args, "SFT expert reasons",
-                                                            role="sft_reasons")))
+                                                                   role="sft_reasons")))
             likelihood.append(("SFT expert reasons", heldout_row(agent, run, heldout, args, "SFT expert reasons",
                                                                  role="sft_reasons")))
 

@@ -160,10 +160,15 @@ def transitions_from(trajectories: Sequence[envs.Trajectory], label: float, iter
     return out
 
 
+def resettable_demonstrations(demos: Sequence[envs.Trajectory]) -> dict[str, envs.Trajectory]:
+    """game id -> its demonstration, for the demonstrations with a state to reset to after the first (> 1 step)."""
+    return {d.game_id: d for d in demos if len(d.steps) > 1}
+
+
 def reset_candidates(game_ids: Sequence[str], demos: Sequence[envs.Trajectory], fraction: float) -> tuple[list[int], int]:
     """The rollouts (by index) whose game has a demonstration to reset to, and how many resets `fraction` asks for;
     a user error when there are too few (checked before anything runs, and again when Stage 1 draws them)."""
-    with_demo = {d.game_id for d in demos if len(d.steps) > 1}
+    with_demo = resettable_demonstrations(demos)
     resettable = [k for k, game_id in enumerate(game_ids) if game_id in with_demo]
     n_resets = round(fraction * len(game_ids))
     if n_resets > len(resettable):
@@ -184,7 +189,7 @@ def collect_learner_rollouts(policy: envs.Policy, tasks: Sequence[int], demos: S
     expert transitions at the same states, so only the action separates them. Returns the trajectories (with the
     replayed prefix, so prompts show the history the expert left) and, per trajectory, the first step π_{i-1}
     chose (0 without a reset)."""
-    demo_of = {d.game_id: d for d in demos if len(d.steps) > 1}
+    demo_of = resettable_demonstrations(demos)
     games = [envs.make(args.env, split="train", seed=s, max_steps=args.max_steps)
              for s in tasks for _ in range(args.rollouts_per_task)]
     resettable, n_resets = reset_candidates([game.game_id for game in games], demos, args.rollout_resets)

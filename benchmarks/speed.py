@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -58,8 +59,18 @@ def _tiny_model(prompt_words: int = 0):
     return model, tokenizer, codec, prompts
 
 
-def bench_generation(batch: int = 32, new_tokens: int = 32) -> None:
-    """Batched generation (one generate call for 32 prompts) vs one prompt at a time, same tokens."""
+def _median_ratio(rounds: list[tuple[float, float]]) -> tuple[float, float, float, float, float]:
+    """rounds = [(slow_seconds, fast_seconds), ...] measured back to back: median times, then the median,
+    min and max of the per-round speed-up. One round is at the mercy of whatever else the machine does; the
+    median of interleaved rounds is not, and min/max show how much the rounds disagreed."""
+    ratios = sorted(slow / fast for slow, fast in rounds)
+    return (statistics.median(slow for slow, _ in rounds), statistics.median(fast for _, fast in rounds),
+            statistics.median(ratios), ratios[0], ratios[-1])
+
+
+def bench_generation(batch: int = 32, new_tokens: int = 32, repeats: int = 5) -> None:
+    """Batched generation (one generate call for 32 prompts) vs one prompt at a time, same tokens; `repeats`
+    interleaved rounds (batched, then one at a time), median reported."""
     import torch
 
     import common
@@ -75,19 +86,26 @@ def bench_generation(batch: int = 32, new_tokens: int = 32) -> None:
     # Greedy with a fixed number of new tokens: both sides produce exactly batch * new_tokens tokens.
     config = dict(n=1, temperature=0.0, max_new_tokens=new_tokens)
     common.generate(model, codec, prompts[:2], batch_size=2, **config)  # warm-up
+    rounds = []
     with torch.no_grad():
-        t_batched, batched = timed(lambda: common.generate(model, codec, prompts, batch_size=batch, **config))
-        t_single, single = timed(lambda: [common.generate(model, codec, [p], batch_size=1, **config)[0] for p in prompts])
-    n_tokens = sum(len(s[0].token_ids) for s in batched)
-    n_single = sum(len(s[0].token_ids) for s in single)
+        for _ in range(repeats):
+            t_batched, batched = timed(lambda: common.generate(model, codec, prompts, batch_size=batch, **config))
+            t_single, single = timed(lambda: [common.generate(model, codec, [p], batch_size=1, **config)[0]
+                                              for p in prompts])
+            n_tokens = sum(len(s[0].token_ids) for s in batched)
+            n_single = sum(len(s[0].token_ids) for s in single)
+            assert n_tokens == n_single, "both sides must produce the same tokens"
+            rounds.append((t_single, t_batched))
+    t_single, t_batched, ratio, low, high = _median_ratio(rounds)
     print(f"generation: batched {n_tokens / t_batched:8.0f} tok/s vs one at a time {n_single / t_single:8.0f} tok/s"
-          f"  -> {(n_tokens / t_batched) / (n_single / t_single):.1f}x  (tiny model, batch {batch}, "
+          f"  -> {ratio:.1f}x (median of {repeats} rounds, range {low:.1f}-{high:.1f}x; tiny model, batch {batch}, "
           f"≤{new_tokens} new tokens, prompts ~{sum(len(codec.prompt_ids(p)) for p in prompts) // len(prompts)} tokens)")
 
 
-def bench_prefix_sharing(g: int = 8, prompt_tokens: int = 512, model_name: str = "tiny") -> None:
+def bench_prefix_sharing(g: int = 8, prompt_tokens: int = 512, model_name: str = "tiny", repeats: int = 5) -> None:
     """Scoring G continuations of one prompt: encode the prompt once and reuse its KV cache (prefix sharing)
-    vs scoring every full sequence. Also checks that the log-probs agree."""
+    vs scoring every full sequence, `repeats` interleaved rounds, median reported. Also checks that the
+    log-probs agree."""
     import torch
 
     import common
@@ -112,17 +130,21 @@ def bench_prefix_sharing(g: int = 8, prompt_tokens: int = 512, model_name: str =
     demos = envs.expert_demonstrations("household", "train", 3)
     continuations = [codec.response_ids(s.response) for t in demos for s in t.steps][:g]
     pad = tokenizer.pad_token_id
+    rounds, diff = [], 0.0
     with torch.no_grad():
         common.continuation_logprobs(model, [ids], [continuations], pad)  # warm-up
-        start = time.perf_counter()
-        shared, _ = common.continuation_logprobs(model, [ids], [continuations], pad)
-        t_shared = time.perf_counter() - start
-        start = time.perf_counter()
-        naive, _ = common.sequence_logprobs(model, [ids] * g, continuations, pad, batch_size=g)
-        t_naive = time.perf_counter() - start
-    diff = (shared.flatten() - naive).abs().max().item()
+        for _ in range(repeats):
+            start = time.perf_counter()
+            shared, _ = common.continuation_logprobs(model, [ids], [continuations], pad)
+            t_shared = time.perf_counter() - start
+            start = time.perf_counter()
+            naive, _ = common.sequence_logprobs(model, [ids] * g, continuations, pad, batch_size=g)
+            rounds.append((time.perf_counter() - start, t_shared))
+            diff = max(diff, (shared.flatten() - naive).abs().max().item())
+    t_naive, t_shared, ratio, low, high = _median_ratio(rounds)
     print(f"prefix sharing ({model_name}, G={g}, {prompt_tokens}-token prompt): shared {t_shared:.3f} s vs naive "
-          f"{t_naive:.3f} s -> {t_naive / t_shared:.1f}x; max |Δ log p| = {diff:.2e}")
+          f"{t_naive:.3f} s -> {ratio:.1f}x (median of {repeats} rounds, range {low:.1f}-{high:.1f}x); "
+          f"max |Δ log p| = {diff:.2e}")
 
 
 def bench_quick_runs() -> None:
@@ -151,9 +173,13 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(SECTIONS), nargs="+", help="run only these sections")
     parser.add_argument("--prefix-model", default="tiny", help="model for the prefix-sharing section "
                         "(tiny, or e.g. smollm2-135m)")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds of the generation and "
+                        "prefix-sharing comparisons; the median speed-up is printed, with the range")
     parser.add_argument("--readme", action="store_true", help="also write the printed lines into README.md "
                         "between the <!-- speed:begin --> / <!-- speed:end --> markers")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     import contextlib
     import io
     import os
@@ -171,7 +197,9 @@ def main() -> None:
               f"{time.strftime('%Y-%m-%d')})")
         for name in args.only or SECTIONS:
             if name == "prefix":
-                bench_prefix_sharing(model_name=args.prefix_model)
+                bench_prefix_sharing(model_name=args.prefix_model, repeats=args.repeats)
+            elif name == "generation":
+                bench_generation(repeats=args.repeats)
             else:
                 SECTIONS[name]()
     if args.readme:
@@ -179,7 +207,8 @@ def main() -> None:
         text, begin, end = readme.read_text(), "<!-- speed:begin -->", "<!-- speed:end -->"
         if begin in text and end in text:
             head, rest = text.split(begin, 1)
-            command = "python benchmarks/speed.py" + (f" --only {' '.join(args.only)}" if args.only else "")
+            command = "python benchmarks/speed.py" + (f" --only {' '.join(args.only)}" if args.only else "") + \
+                (f" --repeats {args.repeats}" if args.repeats != parser.get_default("repeats") else "")
             block = f"Printed by `{command} --readme`:\n\n```\n{printed.getvalue().strip()}\n```"
             readme.write_text(head + begin + "\n" + block + "\n" + end + rest.split(end, 1)[1])
 

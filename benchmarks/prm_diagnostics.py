@@ -299,8 +299,9 @@ def rescore_mixed_steps(agent: common.AgentModel, args: agent_prm.Args, records:
     return out
 
 
-def retrain_main(run: Path, rollout_files: list[str]) -> None:
-    """Check 5: fresh PRMs on Q̂ and on the admissibility control, each judged by check 4 on the run's BoN logs."""
+def retrain_main(run: Path, rollout_files: list[str], prm_epochs: float | None = None) -> None:
+    """Check 5: fresh PRMs on Q̂ and on the admissibility control, each judged by check 4 on the run's BoN logs;
+    trained for the run's --prm-epochs, or `prm_epochs`."""
     if is_inverse_run(run):
         sys.exit("error: --retrain retrains AgentPRM's Q0 from Stage-1 rollouts; this is an inverse_prm.py run")
     records = bon_logs(run)
@@ -309,6 +310,8 @@ def retrain_main(run: Path, rollout_files: list[str]) -> None:
     if missing:
         sys.exit(f"error: no such rollout file: {', '.join(missing)}")
     args, agent = load_run(run)
+    if prm_epochs is not None:
+        args.prm_epochs = prm_epochs
     trajectories = [envs.Trajectory.from_json(record) for f in files for record in _read_jsonl(f)]
     q_hat, _ = agent_prm.estimate_q_targets(trajectories, args.gamma)  # Eq. 1, as Stage 1 of the run
     if args.shaping_alpha > 0:  # Eq. 13, as the run did
@@ -316,7 +319,8 @@ def retrain_main(run: Path, rollout_files: list[str]) -> None:
         q_hat = agent_prm.shaped_targets(agent, trajectories, q_hat, args)
     dataset = agent_prm.build_prm_dataset(trajectories, agent_prm.normalize_targets(q_hat), args.history_window,
                                           args.history_reasons)
-    print(f"check 5: {len(trajectories)} rollouts from {len(files)} file(s), {len(dataset)} (s, a) rows")
+    print(f"check 5: {len(trajectories)} rollouts from {len(files)} file(s), {len(dataset)} (s, a) rows, each PRM "
+          f"trained for {args.prm_epochs:g} epoch(s)")
     for target, rows in (("Q̂ (Eq. 1)", dataset), ("admissible (control)", admissible_targets(dataset, trajectories))):
         common.set_seed(args.seed)
         m = agent_prm.train_prm(agent, rows, args, desc=f"PRM on {target}")
@@ -417,8 +421,8 @@ def main() -> None:
     parser.add_argument("--temperatures", type=float, nargs="+", default=[0.3, 0.7], help="sampling temperatures")
     parser.add_argument("--learnability", action="store_true", help="also run check 2 (trains a PRM: minutes)")
     parser.add_argument("--learn-games", type=int, default=60, help="expert games of the synthetic D")
-    parser.add_argument("--prm-epochs", type=float, help="check 2: train the fresh PRM for this many epochs (default: "
-                        "the run's --prm-epochs)")
+    parser.add_argument("--prm-epochs", type=float, help="checks 2 and 5: train the fresh PRMs for this many epochs "
+                        "(default: the run's --prm-epochs)")
     parser.add_argument("--epsilon", type=float, default=0.5, help="InversePRM check 2: how often the ε-expert of "
                         "D- takes a random other admissible action")
     parser.add_argument("--oracle-q", type=int, default=0, metavar="K", help="check 3: the true Q^π0 of π0's "
@@ -453,7 +457,7 @@ def main() -> None:
     if cli.retrain is not None:
         if len(runs) > 1:
             sys.exit("error: --retrain takes one run (give more rollout files after --retrain for more data)")
-        return retrain_main(runs[0], cli.retrain)
+        return retrain_main(runs[0], cli.retrain, cli.prm_epochs)
     if cli.oracle_q:
         return oracle_main(runs, cli)
     if len(runs) > 1:

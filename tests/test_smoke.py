@@ -95,8 +95,9 @@ def test_agent_prm_quick(tmp_path):
     assert check4.returncode == 0, check4.stderr[-3000:]
     assert check4.stdout.count("grounding ") == len(list((out / "evals").glob("BoN*.jsonl"))) > 0
     # check 5 trains fresh PRMs on the run's rollouts (Q̂, then the admissibility control) and re-runs check 4
-    check5 = run("benchmarks/prm_diagnostics.py", str(out), "--retrain")
+    check5 = run("benchmarks/prm_diagnostics.py", str(out), "--retrain", "--prm-epochs", "0.5")
     assert check5.returncode == 0, check5.stderr[-3000:]
+    assert "each PRM trained for 0.5 epoch(s)" in check5.stdout
     assert check5.stdout.count("PRM trained on ") == 2
     assert check5.stdout.count("grounding ") == 2 * check4.stdout.count("grounding ")
     # check 6 plays the validation games with Best-of-N whose PRM is the admissibility indicator

@@ -69,14 +69,16 @@ def is_inverse_run(run: Path) -> bool:
     return (run / "demonstrations.jsonl").exists()  # inverse_prm.py writes D+ there first
 
 
-def load_run(run: Path) -> tuple[agent_prm.Args | inverse_prm.Args, common.AgentModel]:
-    """An agent_prm.py / inverse_prm.py run's settings (its args.json, sizes as they ran) and π0: its cloned tiny
-    base, or --model with the run's π0 adapter (cloned, or --policy; none: the model itself); the run's seed is
-    set before the model is built."""
+def load_run(run: Path, prm_epochs: float | None = None) -> tuple[agent_prm.Args | inverse_prm.Args, common.AgentModel]:
+    """An agent_prm.py / inverse_prm.py run's settings (its args.json, sizes as they ran; `prm_epochs` replaces
+    its --prm-epochs for the fresh PRMs of checks 2 and 5) and π0: its cloned tiny base, or --model with the run's
+    π0 adapter (cloned, or --policy; none: the model itself); the run's seed is set before the model is built."""
     saved = json.loads((run / "args.json").read_text())
     cls = inverse_prm.Args if is_inverse_run(run) else agent_prm.Args
     fields = set(cls.__dataclass_fields__)
     args = cls(**{k: v for k, v in saved.items() if k in fields and k != "quick"})
+    if prm_epochs is not None:
+        args.prm_epochs = prm_epochs
     runtime = common.resolve_runtime(args.device, args.dtype)
     common.set_seed(args.seed)
     base = run / "pi0_base" if (run / "pi0_base").exists() else common.resolve_model_path(args.model)
@@ -309,9 +311,7 @@ def retrain_main(run: Path, rollout_files: list[str], prm_epochs: float | None =
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         sys.exit(f"error: no such rollout file: {', '.join(missing)}")
-    args, agent = load_run(run)
-    if prm_epochs is not None:
-        args.prm_epochs = prm_epochs
+    args, agent = load_run(run, prm_epochs)
     trajectories = [envs.Trajectory.from_json(record) for f in files for record in _read_jsonl(f)]
     q_hat, _ = agent_prm.estimate_q_targets(trajectories, args.gamma)  # Eq. 1, as Stage 1 of the run
     if args.shaping_alpha > 0:  # Eq. 13, as the run did
@@ -463,9 +463,7 @@ def main() -> None:
     if len(runs) > 1:
         sys.exit("error: several runs are only compared by --oracle-q")
     run = runs[0]
-    args, agent = load_run(run)
-    if cli.prm_epochs is not None:
-        args.prm_epochs = cli.prm_epochs
+    args, agent = load_run(run, cli.prm_epochs)
     common.set_seed(args.seed)
     if "household" != args.env:
         sys.exit("error: the diagnostics use the household expert; this run is on " + args.env)

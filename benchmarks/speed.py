@@ -59,6 +59,13 @@ def _tiny_model(prompt_words: int = 0):
     return model, tokenizer, codec, prompts
 
 
+def _timed(fn):
+    """(seconds, result) of one call."""
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
 def _median_ratio(rounds: list[tuple[float, float]]) -> tuple[float, float, float, float, float]:
     """rounds = [(slow_seconds, fast_seconds), ...] measured back to back: median times, then the median,
     min and max of the per-round speed-up. One round is at the mercy of whatever else the machine does; the
@@ -77,20 +84,14 @@ def bench_generation(batch: int = 32, new_tokens: int = 32, repeats: int = 5) ->
 
     model, tokenizer, codec, prompts = _tiny_model()
     prompts = prompts[:batch]
-
-    def timed(fn):
-        start = time.perf_counter()
-        out = fn()
-        return time.perf_counter() - start, out
-
     # Greedy with a fixed number of new tokens: both sides produce exactly batch * new_tokens tokens.
     config = dict(n=1, temperature=0.0, max_new_tokens=new_tokens)
     common.generate(model, codec, prompts[:2], batch_size=2, **config)  # warm-up
     rounds = []
     with torch.no_grad():
         for _ in range(repeats):
-            t_batched, batched = timed(lambda: common.generate(model, codec, prompts, batch_size=batch, **config))
-            t_single, single = timed(lambda: [common.generate(model, codec, [p], batch_size=1, **config)[0]
+            t_batched, batched = _timed(lambda: common.generate(model, codec, prompts, batch_size=batch, **config))
+            t_single, single = _timed(lambda: [common.generate(model, codec, [p], batch_size=1, **config)[0]
                                               for p in prompts])
             n_tokens = sum(len(s[0].token_ids) for s in batched)
             n_single = sum(len(s[0].token_ids) for s in single)
@@ -134,12 +135,10 @@ def bench_prefix_sharing(g: int = 8, prompt_tokens: int = 512, model_name: str =
     with torch.no_grad():
         common.continuation_logprobs(model, [ids], [continuations], pad)  # warm-up
         for _ in range(repeats):
-            start = time.perf_counter()
-            shared, _ = common.continuation_logprobs(model, [ids], [continuations], pad)
-            t_shared = time.perf_counter() - start
-            start = time.perf_counter()
-            naive, _ = common.sequence_logprobs(model, [ids] * g, continuations, pad, batch_size=g)
-            rounds.append((time.perf_counter() - start, t_shared))
+            t_shared, (shared, _) = _timed(lambda: common.continuation_logprobs(model, [ids], [continuations], pad))
+            t_naive, (naive, _) = _timed(lambda: common.sequence_logprobs(model, [ids] * g, continuations, pad,
+                                                                          batch_size=g))
+            rounds.append((t_naive, t_shared))
             diff = max(diff, (shared.flatten() - naive).abs().max().item())
     t_naive, t_shared, ratio, low, high = _median_ratio(rounds)
     print(f"prefix sharing ({model_name}, G={g}, {prompt_tokens}-token prompt): shared {t_shared:.3f} s vs naive "

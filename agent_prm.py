@@ -57,6 +57,13 @@ class Args(common.BaseArgs):
                                    group="stage 1: rollouts and Q̂")
     rollout_temperature: float = field(0.7, "sampling temperature of Stage-1 rollouts", group="stage 1: rollouts and Q̂")
     gamma: float = field(0.95, "discount γ of the reward-to-go (Eq. 1)", group="stage 1: rollouts and Q̂")
+    state_key: str = field("history", "what makes two visits the same state s in G(s, a) (Eq. 1): history: the "
+                           "game and every action so far | world: the game's Markov state (HouseholdEnv's "
+                           "state_fingerprint), which pools the returns of different histories that reach it",
+                           group="stage 1: rollouts and Q̂", choices=["history", "world"])
+    world_contrasts: int = field(3, "with --state-key world, each prompt of D also gets up to K other actions "
+                                 "taken at its Markov state (a random K), with their Q̂: the same-prompt contrasts "
+                                 "the PRM learns to rank actions from", group="stage 1: rollouts and Q̂")
     # Stage 2
     prm_loss: str = field("bce", "bce: soft BCE on Q̂ (Eq. 2/4) | bt: Bradley-Terry on same-state pairs (Sec. 2.3)",
                           group="stage 2: PRM", choices=["bce", "bt"])
@@ -106,6 +113,8 @@ class Args(common.BaseArgs):
                 # ~100-200 (s, a) pairs of 6 rollouts is one or two steps, enough to prove the path
                 self.prm_epochs = min(self.prm_epochs, 0.1)
         self.bon_n = common.best_of_n_sizes(self.bon_n)
+        if self.world_contrasts < 0:
+            raise common.UserError(f"--world-contrasts must be ≥ 0, got {self.world_contrasts}")
         if not 0.0 < self.gamma <= 1.0:
             raise common.UserError(f"--gamma must be in (0, 1], got {self.gamma}")
         if not 0.0 <= self.shaping_alpha <= 1.0:
@@ -119,13 +128,26 @@ class Args(common.BaseArgs):
 INVALID_ACTION_KEY = "<invalid>"  # every unparsable response has the same effect on the game: a wasted turn
 
 
-def state_action_keys(traj: envs.Trajectory) -> list[tuple[str, str]]:
-    """(state key, action key) for every step. The state s_t is the full history (o_0, a_0, ..., o_t) — not the
-    truncated prompt window — and with a deterministic game it is fixed by (game, environment actions so far).
-    The REASON text is not part of the key: different reasons for the same action are the same (s, a)."""
+def state_action_keys(traj: envs.Trajectory, by: str = "history") -> list[tuple[str, str]]:
+    """(state key, action key) for every step. The REASON text is not part of the key: different reasons for
+    the same action are the same (s, a).
+
+    by="history": s_t is the full history (o_0, a_0, ..., o_t) — not the truncated prompt window — and with a
+    deterministic game it is fixed by (game, environment actions so far). Two rollouts share s_t only while
+    they have played the same actions, so after the first few steps almost every (s, a) is visited once and
+    Q̂ is a single return.
+    by="world": s_t is the game's Markov state (the environment's fingerprint, recorded in Step.state_id).
+    A wasted turn ("Nothing happens.") leaves it unchanged and different routes reach the same state, so
+    the same state is visited many times, with different actions: Q̂ compares actions at a state."""
     keys, actions = [], []
     for step in traj.steps:
-        state = hashlib.sha1("\x1f".join([traj.game_id, *actions]).encode()).hexdigest()
+        if by == "world":
+            if step.state_id is None:
+                raise common.UserError(f"--state-key world needs an environment that reports its Markov state "
+                                       f"(state_fingerprint); {traj.env} does not: use --state-key history")
+            state = hashlib.sha1(f"{traj.game_id}\x1f{step.state_id}".encode()).hexdigest()
+        else:
+            state = hashlib.sha1("\x1f".join([traj.game_id, *actions]).encode()).hexdigest()
         action = step.action or INVALID_ACTION_KEY
         keys.append((state, action))
         actions.append(action)
@@ -144,12 +166,13 @@ def reward_to_go(rewards: Sequence[float], gamma: float) -> list[float]:
     return returns
 
 
-def estimate_q_targets(trajectories: Sequence[envs.Trajectory], gamma: float) -> tuple[dict, dict]:
+def estimate_q_targets(trajectories: Sequence[envs.Trajectory], gamma: float,
+                       state_key: str = "history") -> tuple[dict, dict]:
     """Eq. 1: Q̂(s, a) = 1/|G(s,a)| Σ_{visits of (s,a)} Σ_{k≥t} γ^{k-t} r_k. Returns (Q̂, visit counts)."""
     G: dict[tuple[str, str], list[float]] = defaultdict(list)  # G(s, a): the returns of every visit
     for traj in trajectories:
         returns = reward_to_go([s.reward for s in traj.steps], gamma)
-        for key, g in zip(state_action_keys(traj), returns):
+        for key, g in zip(state_action_keys(traj, state_key), returns):
             G[key].append(g)
     q_hat = {key: sum(gs) / len(gs) for key, gs in G.items()}
     return q_hat, {key: len(gs) for key, gs in G.items()}
@@ -175,7 +198,8 @@ def normalize_targets(q_hat: dict[Any, float]) -> dict[Any, float]:
 
 @dataclasses.dataclass
 class PRMExample:
-    """One row of D: the prompt of state s, the response a (REASON + ACTION), its target Q̂(s, a)."""
+    """One row of D: the prompt of state s, the response a (REASON + ACTION), its target Q̂(s, a). state_key
+    identifies the prompt (the history state): Bradley-Terry pairs are formed between rows that share it."""
     messages: list[dict[str, str]]
     response: str
     target: float
@@ -185,17 +209,34 @@ class PRMExample:
 
 
 def build_prm_dataset(trajectories: Sequence[envs.Trajectory], q_targets: dict, history_window: int,
-                      history_reasons: bool = False) -> list[PRMExample]:
-    """D = {(s, a, Q̂)}: one example per distinct (s, a), with the first response seen for it."""
-    seen, dataset = set(), []
+                      history_reasons: bool = False, state_key: str = "history", contrasts: int | None = None,
+                      seed: int = 0) -> list[PRMExample]:
+    """D = {(s, a, Q̂)}: for every distinct prompt (history state), the action taken there and other actions
+    taken at its state s, each with the first response seen for (s, a) and the target Q̂(s, a).
+
+    With --state-key history, s is the history: one example per distinct (s, a). With "world", s is the Markov
+    state: Q(s, a) does not depend on the route to s, so an action taken at s from ANY history is also an
+    example under each prompt that reached s (up to `contrasts` of them per prompt, drawn at random; None:
+    all). Then the actions compared at a prompt differ only in the action: a PRM cannot fit them by reading
+    the history (e.g. "Nothing happens." lines foretell a lost game whatever the next action is), which is
+    most of what it learns from one-return-per-(s, a) targets (README, Results)."""
+    prompts: dict[str, tuple[list[dict], str, str, str]] = {}  # history state -> (messages, s, its action, game)
+    actions_at: dict[str, dict[str, str]] = defaultdict(dict)  # s -> {a: the first response seen for (s, a)}
     for traj in trajectories:
-        for t, (key, step) in enumerate(zip(state_action_keys(traj), traj.steps)):
-            if key in seen:
-                continue
-            seen.add(key)
-            dataset.append(PRMExample(envs.trajectory_messages(traj, t, history_window, history_reasons=history_reasons),
-                                      step.response,
-                                      q_targets[key], key[0], key[1], traj.game_id))
+        keys = zip(state_action_keys(traj), state_action_keys(traj, state_key), traj.steps)
+        for t, ((history_state, _), (state, action), step) in enumerate(keys):
+            if history_state not in prompts:
+                prompts[history_state] = (envs.trajectory_messages(traj, t, history_window,
+                                                                   history_reasons=history_reasons),
+                                          state, action, traj.game_id)
+            actions_at[state].setdefault(action, step.response)
+    rng, dataset = random.Random(seed), []
+    for history_state, (messages, state, own_action, game_id) in prompts.items():
+        others = [a for a in actions_at[state] if a != own_action]
+        if state_key == "world" and contrasts is not None and len(others) > contrasts:
+            others = rng.sample(others, contrasts)
+        dataset += [PRMExample(messages, actions_at[state][a], q_targets[(state, a)], history_state, a, game_id)
+                    for a in [own_action, *others]]
     return dataset
 
 
@@ -271,7 +312,7 @@ def shaped_targets(agent: common.AgentModel, trajectories: Sequence[envs.Traject
                                                                        history_reasons=args.history_reasons))
                        for t in range(len(traj.steps) + 1)]
             v = torch.sigmoid(common.scalar_scores(agent.peft, agent.heads["value"], prompts, pad, args.batch_size))
-            for t, (key, step) in enumerate(zip(state_action_keys(traj), traj.steps)):
+            for t, (key, step) in enumerate(zip(state_action_keys(traj, args.state_key), traj.steps)):
                 v_next = 0.0 if step.done else float(v[t + 1])
                 advantages[key].append(reference_advantage(step.reward, float(v[t]), v_next, args.gamma))
     return {key: shape_target(q, sum(advantages[key]) / len(advantages[key]), args.shaping_alpha)
@@ -619,20 +660,22 @@ def main(args: Args) -> dict[str, Any]:
             run.write_jsonl(f"{it}/rollouts.jsonl", trajectories)
             run.mark_done(f"{it}/stage1")
         trajectories = [envs.Trajectory.from_json(r) for r in run.read_jsonl(f"{it}/rollouts.jsonl")]
-        q_hat, visits = estimate_q_targets(trajectories, args.gamma)  # Eq. 1
+        q_hat, visits = estimate_q_targets(trajectories, args.gamma, args.state_key)  # Eq. 1
         if args.shaping_alpha > 0:  # Eq. 13, with μ = π0 whose rollouts are iteration 1's
             mu_trajectories = [envs.Trajectory.from_json(r) for r in run.read_jsonl("iter1/rollouts.jsonl")]
             if "value" not in agent.heads:
                 run.log(stage="value", **fit_value_function(agent, mu_trajectories, args))
             q_hat = shaped_targets(agent, trajectories, q_hat, args)
         q_targets = normalize_targets(q_hat)
-        dataset = build_prm_dataset(trajectories, q_targets, args.history_window, args.history_reasons)  # D
+        dataset = build_prm_dataset(trajectories, q_targets, args.history_window, args.history_reasons,
+                                    args.state_key, args.world_contrasts, args.seed)  # D
         stage1 = {"rollouts": len(trajectories), "rollout_success": 100.0 * sum(t.won for t in trajectories) / len(trajectories),
                   "state_action_pairs": len(q_hat), "revisited_pairs": sum(v > 1 for v in visits.values()),
-                  "mean_q_target": sum(q_targets.values()) / len(q_targets)}
+                  "mean_q_target": sum(q_targets.values()) / len(q_targets), "prm_rows": len(dataset)}
         run.log(stage=f"{it}/stage1", **stage1)
         print(f"[{it}] stage 1: {stage1['rollouts']} rollouts of π{i - 1} ({stage1['rollout_success']:.1f}% success), "
-              f"{stage1['state_action_pairs']} (s,a) pairs, {stage1['revisited_pairs']} visited more than once")
+              f"{stage1['state_action_pairs']} (s,a) pairs ({args.state_key} states), {stage1['revisited_pairs']} "
+              f"visited more than once; {len(dataset)} PRM rows")
 
         # ── Stage 2: train the PRM Q_i on D (Alg. 1 line 6, Eq. 2/4 or Bradley-Terry) ──
         if not run.done(f"{it}/stage2"):

@@ -491,6 +491,17 @@ class HouseholdEnv:
             commands.append(f"examine {held}")
         return commands
 
+    def state_fingerprint(self) -> str:
+        """A hash of the game's Markov state: where the agent is, where every object is (and in what order
+        each receptacle lists them), their clean/hot/cool flags, which receptacles are open, the lamp.
+
+        Two histories that lead to the same fingerprint continue identically under the same actions, so a
+        Monte-Carlo estimate of Q(s, a) may pool their returns (agent_prm.py --state-key world). Left out:
+        the step counter (the horizon) and what the agent has seen, which only the expert reads."""
+        state = (self.location, sorted((n, o.location, o.clean, o.hot, o.cool) for n, o in self.objects.items()),
+                 sorted(self.contents.items()), sorted(self.is_open), self.lamp_on)
+        return hashlib.sha1(repr(state).encode()).hexdigest()[:16]
+
     # ── invariants (used by the fuzz tests) ───────────────────────────────────────────────────────
     def check_invariants(self) -> None:
         placed = [n for names in self.contents.values() for n in names]
@@ -605,6 +616,8 @@ class TextEnv(Protocol):
     task: str (the goal, e.g. "put a clean mug in cabinet."); task_type: str; game_id: str (unique, stable:
     the same id must mean the same game, because Q-targets are keyed on it); max_steps: int;
     expert_action() -> (reason, action), optional, for demonstrations.
+    state_fingerprint() -> str, optional: a hash of the game's Markov state, recorded in every Step
+    (agent_prm.py --state-key world needs it).
     """
 
     game_id: str
@@ -1302,6 +1315,9 @@ class Step:
     next_observation: str
     reward: float
     done: bool
+    # The environment's fingerprint of its Markov state before the step, if it has one (HouseholdEnv does:
+    # state_fingerprint); None otherwise. agent_prm.py --state-key world pools Q̂ over it.
+    state_id: str | None = None
 
 
 @dataclasses.dataclass
@@ -1500,10 +1516,12 @@ def rollout(envs: Sequence[TextEnv], policy: Policy, history_window: int = 2, pr
         still_live = []
         for i, response in zip(live, responses):
             traj, parsed = trajectories[i], parse_response(response)
+            fingerprint = getattr(envs[i], "state_fingerprint", None)
+            state_id = fingerprint() if fingerprint is not None else None
             # An unusable response still costs a turn: the engine answers "Nothing happens."
             next_obs, reward, done, info = envs[i].step(parsed.action if parsed.action else "")
             traj.steps.append(Step(traj.final_observation, traj.final_admissible, response, parsed.reason,
-                                   parsed.action, next_obs, float(reward), bool(done)))
+                                   parsed.action, next_obs, float(reward), bool(done), state_id))
             traj.final_observation, traj.final_admissible = next_obs, list(envs[i].admissible_commands)
             if done:
                 traj.won = bool(info.get("won", envs[i].won))
@@ -1596,7 +1614,8 @@ def load_trajectories(path: str) -> list[Trajectory]:
                 steps.append(Step(observation=s["observation"], admissible=list(s.get("admissible", [])),
                                   response=s.get("response") or format_response(reason, action), reason=reason,
                                   action=action, next_observation=s.get("next_observation", ""),
-                                  reward=float(s.get("reward", 0.0)), done=bool(s.get("done", False))))
+                                  reward=float(s.get("reward", 0.0)), done=bool(s.get("done", False)),
+                                  state_id=s.get("state_id")))
             for k in range(len(steps) - 1):
                 if not steps[k].next_observation:
                     steps[k].next_observation = steps[k + 1].observation

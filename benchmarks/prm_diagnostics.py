@@ -272,10 +272,10 @@ def grounding(records: Sequence[dict]) -> dict:
 
 def admissible_targets(dataset: Sequence[agent_prm.PRMExample],
                        trajectories: Sequence[envs.Trajectory]) -> list[agent_prm.PRMExample]:
-    """Check 5's control: the same rows of D with the target 1 if the action was admissible in s, else 0."""
-    admissible = {key: float(step.action in step.admissible)
-                  for traj in trajectories for key, step in zip(agent_prm.state_action_keys(traj), traj.steps)}
-    return [dataclasses.replace(ex, target=admissible[(ex.state_key, ex.action)]) for ex in dataset]
+    """Check 5's control: the same rows of D with the target 1 if the action is admissible in s, else 0."""
+    admissible_at = {state: set(step.admissible) for traj in trajectories
+                     for (state, _), step in zip(agent_prm.state_action_keys(traj), traj.steps)}
+    return [dataclasses.replace(ex, target=float(ex.action in admissible_at[ex.state_key])) for ex in dataset]
 
 
 @torch.no_grad()
@@ -313,12 +313,12 @@ def retrain_main(run: Path, rollout_files: list[str], prm_epochs: float | None =
         sys.exit(f"error: no such rollout file: {', '.join(missing)}")
     args, agent = load_run(run, prm_epochs)
     trajectories = [envs.Trajectory.from_json(record) for f in files for record in _read_jsonl(f)]
-    q_hat, _ = agent_prm.estimate_q_targets(trajectories, args.gamma)  # Eq. 1, as Stage 1 of the run
+    q_hat, _ = agent_prm.estimate_q_targets(trajectories, args.gamma, args.state_key)  # Eq. 1, as Stage 1 of the run
     if args.shaping_alpha > 0:  # Eq. 13, as the run did
         agent_prm.fit_value_function(agent, trajectories, args)
         q_hat = agent_prm.shaped_targets(agent, trajectories, q_hat, args)
     dataset = agent_prm.build_prm_dataset(trajectories, agent_prm.normalize_targets(q_hat), args.history_window,
-                                          args.history_reasons)
+                                          args.history_reasons, args.state_key, args.world_contrasts, args.seed)
     print(f"check 5: {len(trajectories)} rollouts from {len(files)} file(s), {len(dataset)} (s, a) rows, each PRM "
           f"trained for {args.prm_epochs:g} epoch(s)")
     for target, rows in (("Q̂ (Eq. 1)", dataset), ("admissible (control)", admissible_targets(dataset, trajectories))):

@@ -62,6 +62,58 @@ def test_state_key_is_the_history_of_environment_actions_not_the_reason():
     assert agent_prm.state_action_keys(d)[0][1] == agent_prm.INVALID_ACTION_KEY
 
 
+def test_world_state_key_pools_histories_and_compares_actions_under_every_prompt():
+    """--state-key world: a wasted turn leaves the Markov state as it was, so (s0, bad) and (s0, good) are
+    visits of one state; the dataset asks the same question about both actions under each prompt."""
+    gamma = 0.5
+    detour = _traj("g", ["bad", "good"], won=True)  # "bad" changes nothing, then "good" wins
+    direct = _traj("g", ["good"], won=True)
+    other = _traj("h", ["good"], won=False)  # the same fingerprint in another game is another state
+    for traj in (detour, direct, other):
+        for step in traj.steps:
+            step.state_id = "s0"
+    trajectories = [detour, direct, other]
+    q_hat, visits = agent_prm.estimate_q_targets(trajectories, gamma, "world")
+    (s0, bad), (s0_again, good) = agent_prm.state_action_keys(detour, "world")
+    assert s0 == s0_again == agent_prm.state_action_keys(direct, "world")[0][0]
+    assert agent_prm.state_action_keys(other, "world")[0][0] != s0
+    assert q_hat[(s0, bad)] == pytest.approx(0.5) and visits[(s0, bad)] == 1  # 0 + γ·1
+    assert q_hat[(s0, good)] == pytest.approx(1.0) and visits[(s0, good)] == 2  # won from both histories
+    # by history the three visits are three different (s, a): nothing is compared at a state
+    assert len(agent_prm.estimate_q_targets(trajectories, gamma)[0]) == 4
+    dataset = agent_prm.build_prm_dataset(trajectories, q_hat, history_window=2, state_key="world")
+    rows = sorted((e.game_id, e.messages[-1]["content"][-2:], e.action, e.target) for e in dataset)
+    assert rows == [("g", "o0", "bad", 0.5), ("g", "o0", "good", 1.0), ("g", "o1", "bad", 0.5),
+                    ("g", "o1", "good", 1.0), ("h", "o0", "good", 0.0)]
+    pairs = [(c.action, r.action, c.state_key == r.state_key) for c, r in agent_prm.preference_pairs(dataset, 0.03)]
+    assert pairs == [("good", "bad", True)] * 2  # one pair per prompt, both rows under the same prompt
+    own_only = agent_prm.build_prm_dataset(trajectories, q_hat, history_window=2, state_key="world", contrasts=0)
+    assert sorted((e.messages[-1]["content"][-2:], e.action) for e in own_only) == [("o0", "bad"), ("o0", "good"),
+                                                                                   ("o1", "good")]
+
+
+def test_world_state_key_needs_an_environment_that_reports_its_state():
+    with pytest.raises(common.UserError, match="state-key history"):
+        agent_prm.state_action_keys(_traj("g", ["a"], won=False), "world")
+
+
+def test_household_fingerprint_is_the_markov_state():
+    env = envs.make("household", "train", 3)
+    env.reset()
+    start = env.state_fingerprint()
+    env.step("dance")  # "Nothing happens."
+    assert env.state_fingerprint() == start
+    first, second = env.receptacles[0], env.receptacles[1]
+    env.step(f"go to {first}")
+    there = env.state_fingerprint()
+    assert there != start
+    env.step(f"go to {second}")
+    env.step(f"go to {first}")  # the same place by another route, more steps later
+    assert env.state_fingerprint() == there
+    steps = envs.rollout([envs.make("household", "train", 3)], envs.expert_policy)[0].steps
+    assert all(s.state_id for s in steps) and len({s.state_id for s in steps}) == len(steps)  # the expert progresses
+
+
 def test_normalize_targets_and_the_all_equal_case():
     assert agent_prm.normalize_targets({1: 0.2, 2: 0.6, 3: 1.0}) == pytest.approx({1: 0.0, 2: 0.5, 3: 1.0})
     with pytest.warns(UserWarning, match="every rollout failed"):

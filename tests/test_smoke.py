@@ -79,9 +79,10 @@ def test_agent_prm_quick(tmp_path):
     assert (out / "iter1" / "policy" / "adapter_config.json").exists()
     bon = [json.loads(line) for line in (out / "evals" / "BoN_π0_Q0__eval_in_distribution.jsonl").open()]
     assert all("prm_q_candidates" in step for traj in bon for step in traj["steps"])
-    # re-running with the same --out skips every finished stage
-    again = run("agent_prm.py", "--quick", "--out", str(out), timeout=300)
-    assert again.returncode == 0 and "stage 1:" in again.stdout
+    # re-running with the same --out skips every finished stage; Q̂ and D are rebuilt from the saved rollouts,
+    # here keyed by the game's Markov state (the rollouts recorded it)
+    again = run("agent_prm.py", "--quick", "--out", str(out), "--state-key", "world", timeout=300)
+    assert again.returncode == 0 and "(s,a) pairs (world states)" in again.stdout
     assert "rollouts of π0 [" not in again.stderr
     # check 3 of the PRM diagnostics (true Q^π0 by Monte-Carlo), computed once, then read from its cache
     cache = tmp_path / "oracle.json"

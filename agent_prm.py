@@ -87,6 +87,9 @@ class Args(common.BaseArgs):
     dpo_lr: float = field(5e-4, "policy learning rate (LoRA adapter)", group="stage 3: online DPO")
     dpo_temperature: float = field(1.0, "sampling temperature of the two DPO samples (official code: 0.7)",
                                    group="stage 3: online DPO")
+    dpo_margin: float = field(0.0, "δ of the DPO pairs: the two samples' PRM scores must differ by at least δ, "
+                              "smaller gaps count as ties and are dropped (as Sec. 2.3 does for Bradley-Terry "
+                              "pairs); 0: any strict preference", group="stage 3: online DPO")
     invalid_penalty: float = field(1.0, "a response without a parsable ACTION scores -penalty (valid Q is in [0,1])",
                                    group="stage 3: online DPO")
     reset_50_50: bool = field(False, "half of the DPO prompt states come from expert trajectories (Sec. 4.1)",
@@ -113,6 +116,8 @@ class Args(common.BaseArgs):
                 # ~100-200 (s, a) pairs of 6 rollouts is one or two steps, enough to prove the path
                 self.prm_epochs = min(self.prm_epochs, 0.1)
         self.bon_n = common.best_of_n_sizes(self.bon_n)
+        if self.dpo_margin < 0:
+            raise common.UserError(f"--dpo-margin must be ≥ 0, got {self.dpo_margin}")
         if self.world_contrasts < 0:
             raise common.UserError(f"--world-contrasts must be ≥ 0, got {self.world_contrasts}")
         if not 0.0 < self.gamma <= 1.0:
@@ -490,6 +495,19 @@ def score_samples(agent: common.AgentModel, messages: Sequence[list[dict]], samp
             for group, row in zip(samples, q)]
 
 
+def dpo_pair(samples: Sequence[common.Sample], scores: Sequence[float],
+             margin: float = 0.0) -> tuple[common.Sample, common.Sample, float] | None:
+    """The PRM's preference between the two samples of one state: (chosen, rejected, Q gap), or None when it
+    expresses none — identical responses, equal scores, or a gap below the margin δ. Online DPO takes every
+    pair it is given as a full preference (its loss has no margin), so a tiny Q gap, which a PRM trained on
+    little data gets mostly from noise, moves the policy as firmly as a large one; δ drops such pairs."""
+    (s0, s1), (q0, q1) = samples, scores
+    gap = abs(q0 - q1)
+    if s0.token_ids == s1.token_ids or gap == 0 or gap < margin:
+        return None
+    return (s0, s1, gap) if q0 > q1 else (s1, s0, gap)
+
+
 def dpo_prompt_states(trajectories: Sequence[envs.Trajectory], history_window: int,
                       history_reasons: bool = False, first_steps: Sequence[int] | None = None) -> list[list[dict]]:
     """The distinct states s ~ D visited by π_{i-1} (Eq. 3's expectation), as prompts. first_steps[k]: the
@@ -535,16 +553,14 @@ def online_dpo(agent: common.AgentModel, states: Sequence[list[dict]], expert_st
                                       max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)  # [P][2]
         scores = score_samples(agent, batch, samples, args.invalid_penalty, args.batch_size)  # [P][2] Q_i(s, a)
         pairs = []
-        for m, (s0, s1), (q0, q1) in zip(batch, samples, scores):
-            if q0 == q1 or s0.token_ids == s1.token_ids:
-                continue  # a tie carries no preference
-            chosen, rejected = (s0, s1) if q0 > q1 else (s1, s0)
-            pairs.append((agent.codec.prompt_ids(m), chosen.token_ids, rejected.token_ids, max(q0, q1) - min(q0, q1)))
-        if not pairs:
+        for m, group, q in zip(batch, samples, scores):
+            pair = dpo_pair(group, q, args.dpo_margin)  # None: a tie (or a gap below δ) carries no preference
+            if pair is not None:
+                chosen, rejected, gap = pair
+                pairs.append((agent.codec.prompt_ids(m), chosen.token_ids, rejected.token_ids, gap))
+        if not pairs:  # every pair tied: no update (train_loop skips it, Adam's momentum included)
             skipped += 1
-            zero = sum(p.sum() for p in agent.trainable_parameters("policy")) * 0.0
-            return zero, {"dpo_loss": 0.0, "reward_margin": 0.0, "reward_acc": 0.0, "q_gap": 0.0, "pairs": 0.0,
-                          "q_mean": 0.0}
+            return None, {}
         prompts = [p for p, *_ in pairs]
         chosen_rejected = [[c, r] for _, c, r, _ in pairs]  # each prompt is encoded once for both responses
         per_batch = max(1, args.batch_size // 2)
@@ -708,7 +724,8 @@ def main(args: Args) -> dict[str, Any]:
         else:
             agent.load_role("policy", run.path / it / "policy")
         stage3 = run.read_json(f"{it}/dpo_metrics.json")
-        print(f"[{it}] stage 3: {stage3['dpo_steps']} DPO steps, last loss {stage3.get('dpo_loss', float('nan')):.3f}, "
+        print(f"[{it}] stage 3: {stage3['dpo_steps']} DPO steps ({stage3.get('dpo_steps_without_pairs', 0)} batches "
+              f"without a preference pair skipped), last loss {stage3.get('dpo_loss', float('nan')):.3f}, "
               f"reward accuracy {stage3.get('reward_acc', float('nan')):.2f}")
         rows.append((paper_name(i), evaluate_row(agent, run, args, paper_name(i), None)))
         for n in args.bon_n:

@@ -901,8 +901,10 @@ def train_loop(params: Sequence[torch.nn.Parameter], micro_batches: Iterable[Any
                max_grad_norm: float = 1.0, weight_decay: float = 0.0, total: int | None = None, desc: str = "train",
                on_step: Callable[[int, dict[str, float]], None] | None = None, cosine: bool = False) -> TrainResult:
     """AdamW over `params`; loss_fn(micro_batch) -> (loss, metrics); one optimizer step every `grad_accum`
-    micro-batches, gradient norm clipped. A non-finite loss stops training and restores the parameters of
-    the last good step (so the saved adapter is the last good one). cosine=True: 5% linear warm-up, then
+    micro-batches, gradient norm clipped. A loss of None means the micro-batch has nothing to learn from (e.g.
+    online DPO's samples all tied): it is skipped, with no optimizer step — a step on a zero gradient would
+    still move the weights along Adam's momentum. A non-finite loss stops training and restores the parameters
+    of the last good step (so the saved adapter is the last good one). cosine=True: 5% linear warm-up, then
     cosine decay to 0 over `total` micro-batches (used for supervised training; RL stages keep lr constant)."""
     params = [p for p in params if p.requires_grad]
     if not params:
@@ -920,6 +922,8 @@ def train_loop(params: Sequence[torch.nn.Parameter], micro_batches: Iterable[Any
     bar = tqdm(micro_batches, total=total, desc=desc, leave=False)
     for k, micro_batch in enumerate(bar):
         loss, mb_metrics = loss_fn(micro_batch)
+        if loss is None:
+            continue
         if not torch.isfinite(loss):
             with torch.no_grad():
                 for p, good in zip(params, last_good):

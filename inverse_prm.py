@@ -87,6 +87,9 @@ class Args(common.BaseArgs):
     dpo_lr: float = field(5e-4, "policy learning rate (LoRA adapter)", group="stage 3: online DPO")
     dpo_temperature: float = field(1.0, "sampling temperature of the two DPO samples (official code: 0.7)",
                                    group="stage 3: online DPO")
+    dpo_margin: float = field(0.0, "δ of the DPO pairs: the two samples' σ(Q) must differ by at least δ, smaller "
+                              "gaps count as ties and are dropped (as Sec. 2.3 does for Bradley-Terry pairs); 0: "
+                              "any strict preference", group="stage 3: online DPO")
     invalid_penalty: float = field(1.0, "a response without a parsable ACTION scores -penalty (σ(Q) is in [0,1])",
                                    group="stage 3: online DPO")
     reset_50_50: bool = field(False, "half of the DPO prompt states come from the expert demonstrations (Sec. 4.1)",
@@ -116,6 +119,8 @@ class Args(common.BaseArgs):
             raise common.UserError(f"--rollout-resets must be in [0, 1], got {self.rollout_resets}")
         if not 0.0 < self.gamma <= 1.0:
             raise common.UserError(f"--gamma must be in (0, 1], got {self.gamma}")
+        if self.dpo_margin < 0:
+            raise common.UserError(f"--dpo-margin must be ≥ 0, got {self.dpo_margin}")
         if self.demos_file is None and self.demos < 1:
             raise common.UserError("--demos must be at least 1 (or give --demos-file)")
 
@@ -462,7 +467,8 @@ def main(args: Args) -> dict[str, Any]:
         else:
             agent.load_role("policy", run.path / it / "policy")
         stage3 = run.read_json(f"{it}/dpo_metrics.json")
-        print(f"[{it}] stage 3: {stage3['dpo_steps']} DPO steps, last loss {stage3.get('dpo_loss', float('nan')):.3f}")
+        print(f"[{it}] stage 3: {stage3['dpo_steps']} DPO steps ({stage3.get('dpo_steps_without_pairs', 0)} batches "
+              f"without a preference pair skipped), last loss {stage3.get('dpo_loss', float('nan')):.3f}")
         rows.append((f"InversePRM π{i}", agent_prm.evaluate_row(agent, run, args, f"InversePRM π{i}")))
         for n in args.bon_n:
             name = agent_prm.paper_name(i, i - 1, n if len(args.bon_n) > 1 else None)

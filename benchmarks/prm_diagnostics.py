@@ -26,6 +26,8 @@
    answers "Nothing happens."). How often the PRM's pick is admissible, against a random candidate (what π0
    plays) and an action-blind pick; and how often it scores an admissible candidate above an inadmissible one
    of the same step (ties half; blind 0.5). A PRM below the random candidate prefers actions that cannot work.
+   --grounding-on OTHER ...: the same on other runs' logs (same game and π0), their candidates re-scored by this
+   run's PRM, so two PRMs (e.g. two trainings of one recipe) are judged on the same steps.
 5. targets or model? (--retrain [ROLLOUTS.jsonl ...]; AgentPRM runs; minutes): two fresh PRMs trained with the
    run's Stage-2 code and settings (agent_prm.train_prm) on Stage-1 rollouts (the run's iter1/rollouts.jsonl, or
    the files given, e.g. several seeds' rollouts of one π0 for more data): one on Q̂ (Eq. 1, what Stage 2 fits),
@@ -42,6 +44,7 @@
     python benchmarks/prm_diagnostics.py runs/<inverse_prm run> --learnability   # the same for InversePRM
     python benchmarks/prm_diagnostics.py runs/<run1> runs/<run2> --oracle-q 8 --games 20 --temperatures 0.7  # 3
     python benchmarks/prm_diagnostics.py runs/<run> --grounding                 # check 4, from the BoN logs
+    python benchmarks/prm_diagnostics.py runs/<run> --grounding-on runs/<other>  # check 4, <other>'s logs, this PRM
     python benchmarks/prm_diagnostics.py runs/<agent_prm run> --retrain          # check 5 (add rollout files: more data)
     python benchmarks/prm_diagnostics.py runs/<run> --admissible-bon 1 4 16      # check 6, plays eval games
 """
@@ -324,8 +327,13 @@ def retrain_main(run: Path, rollout_files: list[str], prm_epochs: float | None =
     for target, rows in (("Q̂ (Eq. 1)", dataset), ("admissible (control)", admissible_targets(dataset, trajectories))):
         common.set_seed(args.seed)
         m = agent_prm.train_prm(agent, rows, args, desc=f"PRM on {target}")
-        print(f"PRM trained on {target}: held-out loss {m.get('prm_heldout_loss', float('nan')):.3f} (mean-target "
-              f"constant {m.get('prm_heldout_loss_constant', float('nan')):.3f})")
+        # Bradley-Terry logits are not calibrated to Q̂ (no soft-BCE constant to compare with): its held-out
+        # same-state pair accuracy (chance 0.5) says more
+        fit = (f"held-out same-state pair accuracy {m.get('prm_heldout_pair_acc', float('nan')):.3f} of "
+               f"{m.get('prm_heldout_pairs', 0)} pairs" if args.prm_loss == "bt" else
+               f"held-out loss {m.get('prm_heldout_loss', float('nan')):.3f} (mean-target constant "
+               f"{m.get('prm_heldout_loss_constant', float('nan')):.3f})")
+        print(f"PRM trained on {target}: {fit}")
         for log, recs in records.items():
             print("  " + format_grounding(log, grounding(rescore_mixed_steps(agent, args, recs))))
 
@@ -430,6 +438,8 @@ def main() -> None:
                         "PRM's Best-of-N pick is worth under it; 0: off")
     parser.add_argument("--grounding", action="store_true", help="only check 4, read from the run's Best-of-N "
                         "evaluation logs (<run>/evals/BoN*.jsonl): no model is loaded")
+    parser.add_argument("--grounding-on", nargs="+", metavar="RUN", help="only check 4, on these other runs' "
+                        "Best-of-N logs, their candidates re-scored by this run's PRM (loads the model: minutes)")
     parser.add_argument("--oracle-cache", help="check 3: JSON file that keeps the samples and their Q^π0 (computed "
                         "once, reused when it exists; the runs then only differ in their PRM)")
     parser.add_argument("--retrain", nargs="*", metavar="ROLLOUTS", help="only check 5: fresh PRMs on Q̂ and on "
@@ -454,6 +464,10 @@ def main() -> None:
             sys.exit(f"error: {run} has no iter1/prm (run the script to the end of Stage 2 first)")
     if cli.grounding:
         return grounding_main(runs)
+    if cli.grounding_on:
+        if len(runs) > 1:
+            sys.exit("error: --grounding-on scores with one run's PRM")
+        return grounding_on_main(runs[0], [Path(r) for r in cli.grounding_on])
     if cli.retrain is not None:
         if len(runs) > 1:
             sys.exit("error: --retrain takes one run (give more rollout files after --retrain for more data)")
@@ -490,6 +504,16 @@ def grounding_main(runs: list[Path]) -> None:
     for run in runs:
         for log, records in bon_logs(run).items():
             print(format_grounding(log, grounding(records)))
+
+
+def grounding_on_main(run: Path, others: list[Path]) -> None:
+    """Check 4 on other runs' Best-of-N logs, their candidates re-scored by this run's PRM."""
+    logs = {log: records for other in others for log, records in bon_logs(other).items()}
+    args, agent = load_run(run)
+    agent.add_role("prm", head=True, fresh=True)
+    agent.load_role("prm", run / "iter1" / "prm")
+    for log, records in logs.items():
+        print(format_grounding(log, grounding(rescore_mixed_steps(agent, args, records))))
 
 
 def format_grounding(log: Path, r: dict) -> str:

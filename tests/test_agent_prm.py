@@ -170,6 +170,19 @@ def test_dpo_loss_value_sign_and_gradient_direction():
     assert pc.grad.item() < 0 < pr.grad.item()  # descent raises log π(chosen) and lowers log π(rejected)
 
 
+def test_dpo_pair_orders_by_q_and_drops_ties_and_gaps_below_the_margin():
+    a, b = common.Sample("ACTION: look", [1, 2], True), common.Sample("ACTION: inventory", [3], True)
+    assert agent_prm.dpo_pair([a, b], [0.2, 0.7]) == (b, a, pytest.approx(0.5))  # chosen, rejected, gap
+    assert agent_prm.dpo_pair([a, b], [0.75, 0.25], margin=0.5) == (a, b, 0.5)  # gap = δ is kept
+    assert agent_prm.dpo_pair([a, b], [0.7, 0.25], margin=0.5) is None  # 0.45 < δ: a tie
+    assert agent_prm.dpo_pair([a, b], [0.4, 0.4]) is None  # equal scores: no preference
+    assert agent_prm.dpo_pair([a, common.Sample("REASON: x\nACTION: look", [1, 2], True)], [0.9, 0.1]) is None
+    broken = common.Sample("no action", [4], True)  # scored -invalid_penalty: any valid response beats it
+    assert agent_prm.dpo_pair([broken, a], [-1.0, 0.0], margin=0.5) == (a, broken, pytest.approx(1.0))
+    with pytest.raises(common.UserError, match="dpo-margin"):
+        agent_prm.Args(dpo_margin=-0.1)
+
+
 def test_shaping_eq_13():
     assert agent_prm.reference_advantage(reward=0.0, v_s=0.4, v_next=0.6, gamma=0.5) == pytest.approx(-0.1)
     assert agent_prm.reference_advantage(reward=1.0, v_s=0.8, v_next=0.0, gamma=0.9) == pytest.approx(0.2)

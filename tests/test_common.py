@@ -116,6 +116,21 @@ def test_train_loop_stops_on_nan_and_keeps_the_last_good_weights():
     assert after_one_step != 1.0 and math.isfinite(after_one_step)
 
 
+def test_train_loop_skips_micro_batches_without_a_loss():
+    """A None loss (nothing to learn from) makes no optimizer step: a zero-gradient AdamW step would still move
+    the weight along its momentum."""
+    w = torch.nn.Parameter(torch.tensor([1.0]))
+    trace = []
+    losses = iter([lambda: (w ** 2).sum(), None, None])
+
+    def loss_fn(_):
+        make = next(losses)
+        return (make(), {}) if make else (None, {})
+
+    result = common.train_loop([w], range(3), loss_fn, lr=0.1, on_step=lambda step, m: trace.append(w.item()))
+    assert result.steps == 1 and trace == [w.item()] and w.item() == pytest.approx(0.9)  # Adam's first step: lr
+
+
 def test_train_loop_learning_rate_schedules():
     """constant: the same lr every step; cosine (SFT, --prm-lr-schedule cosine): 5% warm-up, then decay to ~0."""
     for cosine in (False, True):

@@ -95,6 +95,12 @@ def test_agent_prm_quick(tmp_path):
     check4 = run("benchmarks/prm_diagnostics.py", str(out), "--grounding")
     assert check4.returncode == 0, check4.stderr[-3000:]
     assert check4.stdout.count("grounding ") == len(list((out / "evals").glob("BoN*.jsonl"))) > 0
+    # --grounding-on: the same logs, re-scored by the run's own PRM, are judged at the same steps
+    rescored = run("benchmarks/prm_diagnostics.py", str(out), "--grounding-on", str(out))
+    assert rescored.returncode == 0, rescored.stderr[-3000:]
+    judged = [[line.split(": ")[1].split(" with ")[0] for line in r.stdout.splitlines() if line.startswith("grounding ")]
+              for r in (check4, rescored)]
+    assert judged[0] == judged[1] and judged[0]
     # check 5 trains fresh PRMs on the run's rollouts (Q̂, then the admissibility control) and re-runs check 4
     check5 = run("benchmarks/prm_diagnostics.py", str(out), "--retrain", "--prm-epochs", "0.5")
     assert check5.returncode == 0, check5.stderr[-3000:]

@@ -94,6 +94,12 @@ def load_run(run: Path, prm_epochs: float | None = None) -> tuple[agent_prm.Args
     return args, agent
 
 
+def load_prm(agent: common.AgentModel, run: Path) -> None:
+    """The run's trained PRM (iter1/prm: AgentPRM's Q0, InversePRM's Q1) as the agent's "prm" role."""
+    agent.add_role("prm", head=True, fresh=True)
+    agent.load_role("prm", run / "iter1" / "prm")
+
+
 def probe_states(args: agent_prm.Args, games: int) -> list[tuple[int, envs.Trajectory, int]]:
     """Two random states of the expert's trajectory on each of the first `games` eval games: (game, trajectory, t)."""
     trajectories = envs.rollout([envs.make(args.env, "eval_in_distribution", s, max_steps=args.max_steps)
@@ -481,8 +487,7 @@ def main() -> None:
     common.set_seed(args.seed)
     if "household" != args.env:
         sys.exit("error: the diagnostics use the household expert; this run is on " + args.env)
-    agent.add_role("prm", head=True, fresh=True)
-    agent.load_role("prm", run / "iter1" / "prm")
+    load_prm(agent, run)
     for t in cli.temperatures:
         print("pick rate of the expert's action, " + format_pick_rate(pick_rate(agent, args, cli.games, cli.n, t)))
     if cli.learnability and is_inverse_run(run):
@@ -510,8 +515,7 @@ def grounding_on_main(run: Path, others: list[Path]) -> None:
     """Check 4 on other runs' Best-of-N logs, their candidates re-scored by this run's PRM."""
     logs = {log: records for other in others for log, records in bon_logs(other).items()}
     args, agent = load_run(run)
-    agent.add_role("prm", head=True, fresh=True)
-    agent.load_role("prm", run / "iter1" / "prm")
+    load_prm(agent, run)
     for log, records in logs.items():
         print(format_grounding(log, grounding(rescore_mixed_steps(agent, args, records))))
 
@@ -565,8 +569,7 @@ def oracle_main(runs: list[Path], cli: argparse.Namespace) -> None:
     print(f"check 3 — value under the true Q^π0 ({cli.oracle_q} rollouts per action) of the sample each rule plays, "
           f"T={temperature}, N={cli.n}:")
     for run in runs:
-        agent.add_role("prm", head=True, fresh=True)
-        agent.load_role("prm", run / "iter1" / "prm")
+        load_prm(agent, run)
         scores = agent_prm.score_samples(agent, messages, samples, args.invalid_penalty, args.batch_size)
         r = against_oracle(samples, scores, q)
         print(f"  {run}: {r['states']} states | random sample (π0) {r['random_sample']:.3f} | PRM argmax "

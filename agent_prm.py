@@ -90,6 +90,10 @@ class Args(common.BaseArgs):
     dpo_margin: float = field(0.0, "δ of the DPO pairs: the two samples' PRM scores must differ by at least δ, "
                               "smaller gaps count as ties and are dropped (as Sec. 2.3 does for Bradley-Terry "
                               "pairs); 0: any strict preference", group="stage 3: online DPO")
+    dpo_nll: float = field(0.0, "λ ≥ 0: add λ × the chosen response's per-token NLL under π_θ to the DPO loss (RPO, "
+                           "Pang et al. 2024; not in the paper). DPO alone can lower the chosen response's likelihood "
+                           "together with the rejected one's and hand the mass to a third response; this keeps the "
+                           "chosen one likely. 0: DPO as in the paper", group="stage 3: online DPO")
     invalid_penalty: float = field(1.0, "a response without a parsable ACTION scores -penalty (valid Q is in [0,1])",
                                    group="stage 3: online DPO")
     reset_50_50: bool = field(False, "half of the DPO prompt states come from expert trajectories (Sec. 4.1)",
@@ -118,6 +122,8 @@ class Args(common.BaseArgs):
         self.bon_n = common.best_of_n_sizes(self.bon_n)
         if self.dpo_margin < 0:
             raise common.UserError(f"--dpo-margin must be ≥ 0, got {self.dpo_margin}")
+        if self.dpo_nll < 0:
+            raise common.UserError(f"--dpo-nll must be ≥ 0, got {self.dpo_nll}")
         if self.world_contrasts < 0:
             raise common.UserError(f"--world-contrasts must be ≥ 0, got {self.world_contrasts}")
         if not 0.0 < self.gamma <= 1.0:
@@ -255,15 +261,18 @@ def collect_rollouts(agent: common.AgentModel, tasks: Sequence[int], args: Args,
 
 
 def rollout_in_batches(games: Sequence[envs.TextEnv], policy: envs.Policy, args: common.BaseArgs, desc: str,
-                       starts: Sequence[envs.Trajectory] | None = None) -> list[envs.Trajectory]:
+                       starts: Sequence[envs.Trajectory] | None = None,
+                       max_actions: int | None = None) -> list[envs.Trajectory]:
     """One episode per game, `batch_size` games at a time; starts: partial trajectories to continue (see
-    envs.rollout's resume), e.g. resets to a demonstration's state; None: every game from its start."""
+    envs.rollout's resume), e.g. resets to a demonstration's state; None: every game from its start;
+    max_actions: cut each episode after that many actions of `policy`."""
     trajectories = []
     chunks = range(0, len(games), args.batch_size)
     for k, lo in enumerate(chunks):
         trajectories += envs.rollout(games[lo:lo + args.batch_size], policy, args.history_window, progress=True,
                                      history_reasons=args.history_reasons, desc=f"{desc} [{k + 1}/{len(chunks)}]",
-                                     resume=None if starts is None else starts[lo:lo + args.batch_size])
+                                     resume=None if starts is None else starts[lo:lo + args.batch_size],
+                                     max_actions=max_actions)
     return trajectories
 
 
@@ -464,15 +473,22 @@ def evaluate_prm(agent: common.AgentModel, held_out: Sequence[PRMExample], args:
 
 
 def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-             ref_rejected: torch.Tensor, beta: float) -> tuple[torch.Tensor, dict[str, float]]:
+             ref_rejected: torch.Tensor, beta: float, chosen_tokens: torch.Tensor | None = None,
+             nll_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """DPO's solution of Eq. 3/5 (maximise Q while staying β-close in KL to π_{i-1}):
     -log σ(β [(log π_θ(c) - log π_ref(c)) - (log π_θ(r) - log π_ref(r))]), log-probs summed over response tokens.
+    nll_weight λ > 0 adds λ × the chosen responses' mean per-token NLL, -log π_θ(c) / |c| (RPO, --dpo-nll).
     All inputs are [P] (one entry per prompt)."""
     chosen_reward = beta * (policy_chosen - ref_chosen)  # [P] implicit rewards
     rejected_reward = beta * (policy_rejected - ref_rejected)
     loss = -F.logsigmoid(chosen_reward - rejected_reward).mean()
-    return loss, {"dpo_loss": loss.item(), "reward_margin": (chosen_reward - rejected_reward).mean().item(),
-                  "reward_acc": (chosen_reward > rejected_reward).float().mean().item()}
+    metrics = {"dpo_loss": loss.item(), "reward_margin": (chosen_reward - rejected_reward).mean().item(),
+               "reward_acc": (chosen_reward > rejected_reward).float().mean().item()}
+    if nll_weight > 0:
+        chosen_nll = -(policy_chosen / chosen_tokens).mean()  # per token, so long and short responses weigh alike
+        loss = loss + nll_weight * chosen_nll
+        metrics["chosen_nll"] = chosen_nll.item()
+    return loss, metrics
 
 
 def is_valid_sample(sample: common.Sample) -> bool:
@@ -567,9 +583,9 @@ def online_dpo(agent: common.AgentModel, states: Sequence[list[dict]], expert_st
         with agent.role("reference"), torch.no_grad():
             ref, _ = common.continuation_logprobs(agent.peft, prompts, chosen_rejected, pad, per_batch)  # [P, 2]
         with agent.role("policy"):
-            pol, _ = common.continuation_logprobs(agent.peft, prompts, chosen_rejected, pad, per_batch)  # [P, 2]
+            pol, tokens = common.continuation_logprobs(agent.peft, prompts, chosen_rejected, pad, per_batch)  # [P, 2]
         n = len(pairs)
-        loss, metrics = dpo_loss(pol[:, 0], pol[:, 1], ref[:, 0], ref[:, 1], args.dpo_beta)
+        loss, metrics = dpo_loss(pol[:, 0], pol[:, 1], ref[:, 0], ref[:, 1], args.dpo_beta, tokens[:, 0], args.dpo_nll)
         valid_q = [q for qs in scores for q in qs if q >= 0]
         metrics.update(q_gap=sum(g for *_, g in pairs) / n, pairs=float(n),
                        q_mean=sum(valid_q) / max(1, len(valid_q)))

@@ -1490,14 +1490,19 @@ def replay(env: TextEnv, traj: Trajectory, t: int) -> Trajectory:
 
 def rollout(envs: Sequence[TextEnv], policy: Policy, history_window: int = 2, progress: bool = False,
             desc: str = "rollout", history_reasons: bool = False,
-            resume: Sequence[Trajectory] | None = None) -> list[Trajectory]:
+            resume: Sequence[Trajectory] | None = None, max_actions: int | None = None) -> list[Trajectory]:
     """Play one episode in every env at once. Each step, ``policy`` is called ONCE with the prompts of all
     live episodes (so an LLM policy can batch them). Returns one Trajectory per env, in order.
 
     While an episode runs, its trajectory's final_observation / final_admissible hold the CURRENT state, so
     the prompt is trajectory_messages(traj, len(traj.steps)) — the same function the algorithms use later.
     resume: partial trajectories whose envs were already stepped through them (e.g. to estimate Q(s, a) by
-    Monte-Carlo from a mid-episode state): they are continued, not reset; the envs must match them."""
+    Monte-Carlo from a mid-episode state): they are continued, not reset; the envs must match them.
+    max_actions: stop each episode after this many actions of ``policy`` (not counting a resumed prefix), as
+    max_steps would cut it: not done, not won. (The env's own max_steps cannot do this: a household layout is
+    drawn so that the expert solves it within max_steps.)"""
+    if max_actions is not None and max_actions < 1:
+        raise ValueError(f"max_actions must be at least 1, got {max_actions}")
     trajectories = []
     if resume is not None:
         if len(resume) != len(envs):
@@ -1506,6 +1511,7 @@ def rollout(envs: Sequence[TextEnv], policy: Policy, history_window: int = 2, pr
     else:
         trajectories = [begin(env) for env in envs]
     live = [i for i, t in enumerate(trajectories) if not (t.steps and t.steps[-1].done)]
+    cut_at = [len(t.steps) + (max_actions if max_actions is not None else float("inf")) for t in trajectories]
     bar = _progress(total=len(envs), desc=desc, enabled=progress)
     while live:
         prompts = [trajectory_messages(trajectories[i], len(trajectories[i].steps), history_window,
@@ -1525,6 +1531,8 @@ def rollout(envs: Sequence[TextEnv], policy: Policy, history_window: int = 2, pr
             traj.final_observation, traj.final_admissible = next_obs, list(envs[i].admissible_commands)
             if done:
                 traj.won = bool(info.get("won", envs[i].won))
+                bar.update(1)
+            elif len(traj.steps) >= cut_at[i]:
                 bar.update(1)
             else:
                 still_live.append(i)

@@ -11,6 +11,7 @@ Algorithm 2 (Inverse PRM), as implemented below:
      Stage 1 — positive / negative transitions
   3.   Roll out π_{i-1}: D_i = {(s, a, s')}; aggregate D- <- D- ∪ D_i (all past learners: no-regret, Eq. 7).
        (--rollout-resets: some rollouts start at states of the demonstrations, a reset distribution, Sec. 4.1.)
+       (--expert-state-actions K: D_i also holds K one-step samples of π_{i-1} at every state of the demonstrations.)
   4.   Relabel the next action of every transition in D+ ∪ D-: a' ~ π_{i-1}(· | s') (Q estimates Q^{π_{i-1}}).
      Stage 2 — train the PRM to tell expert from learner transitions
   5.   Q_i = argmin  -E_{D+}[log σ(Q(s,a) - γ Q(s',a'))] - E_{D-}[log(1 - σ(Q(s,a) - γ Q(s',a')))]   (Eq. 9)
@@ -67,6 +68,11 @@ class Args(common.BaseArgs):
                                   "π_{i-1}'s own choices at expert states; needs a demonstration of each such game "
                                   "(--train-tasks <= --demos). Measured: no gain on the tiny CPU setting (README)",
                                   group="stage 1: D+ and D-")
+    expert_state_actions: int = field(0, "K > 0: D- also holds, at every state s* of the demonstrations, K one-step "
+                                      "transitions (s*, a ~ π_{i-1}(·|s*), s'): the learner's choices at the "
+                                      "expert's own states, so there only the action tells D+ from D- (with "
+                                      "--train-tasks 0, D- holds nothing else). Measured: no gain for π1 on the tiny "
+                                      "CPU setting (README)", group="stage 1: D+ and D-")
     gamma: float = field(0.95, "discount γ in r(s,a) = Q(s,a) - γ Q(s',a') (Eq. 8; official code: 0.95). Near 1, a "
                          "feature that persists from step to step (a learner repeating a useless action) enters r "
                          "only as (1-γ) of itself; the tiny CPU setting separates D+ from D- far better at 0.5 "
@@ -90,6 +96,10 @@ class Args(common.BaseArgs):
     dpo_margin: float = field(0.0, "δ of the DPO pairs: the two samples' σ(Q) must differ by at least δ, smaller "
                               "gaps count as ties and are dropped (as Sec. 2.3 does for Bradley-Terry pairs); 0: "
                               "any strict preference", group="stage 3: online DPO")
+    dpo_nll: float = field(0.0, "λ ≥ 0: add λ × the chosen response's per-token NLL under π_θ to the DPO loss (RPO, "
+                           "Pang et al. 2024; not in the paper). DPO alone can lower the chosen response's likelihood "
+                           "together with the rejected one's and hand the mass to a third response; this keeps the "
+                           "chosen one likely. 0: DPO as in the paper", group="stage 3: online DPO")
     invalid_penalty: float = field(1.0, "a response without a parsable ACTION scores -penalty (σ(Q) is in [0,1])",
                                    group="stage 3: online DPO")
     reset_50_50: bool = field(False, "half of the DPO prompt states come from the expert demonstrations (Sec. 4.1)",
@@ -121,6 +131,12 @@ class Args(common.BaseArgs):
             raise common.UserError(f"--gamma must be in (0, 1], got {self.gamma}")
         if self.dpo_margin < 0:
             raise common.UserError(f"--dpo-margin must be ≥ 0, got {self.dpo_margin}")
+        if self.dpo_nll < 0:
+            raise common.UserError(f"--dpo-nll must be ≥ 0, got {self.dpo_nll}")
+        if self.train_tasks < 0 or self.expert_state_actions < 0:
+            raise common.UserError("--train-tasks and --expert-state-actions must be ≥ 0")
+        if self.train_tasks == 0 and self.expert_state_actions == 0:
+            raise common.UserError("D- would be empty: give --train-tasks > 0 or --expert-state-actions > 0")
         if self.demos_file is None and self.demos < 1:
             raise common.UserError("--demos must be at least 1 (or give --demos-file)")
 
@@ -204,6 +220,36 @@ def collect_learner_rollouts(policy: envs.Policy, tasks: Sequence[int], demos: S
     starts = [envs.replay(game, demo_of[game.game_id], t0) if t0 else envs.begin(game)
               for game, t0 in zip(games, first_steps)]
     return agent_prm.rollout_in_batches(games, policy, args, desc, starts), first_steps
+
+
+def expert_state_samples(policy: envs.Policy, demos: Sequence[envs.Trajectory], args: Args,
+                         desc: str) -> tuple[list[envs.Trajectory], list[int]]:
+    """D_i at the expert's own states (--expert-state-actions K): every demonstration is replayed to each of its
+    states s*_t, and π_{i-1} takes K actions there, one env step each.
+
+    Why: from the game's start, π_{i-1}'s first mistake takes it to states the expert never visits, and the
+    classifier of Eq. 9 learns to spot those states (a prompt showing "Nothing happens.") instead of the wrong
+    action. Every candidate of one state shares its prompt, so such a Q does not rank them, and online DPO has
+    nothing to follow. At s*_t both sides act from the same prompt, so only a separates D+ from D-: the optimal
+    classifier there is π_E(a|s*) / (π_E(a|s*) + π_{i-1}(a|s*)), 1/2 where π_{i-1} picks the expert's action and
+    below it where it does not. (--rollout-resets replays to ONE random state per rollout and lets π_{i-1} play
+    on: few contrasts, then its own states again.) Returns the trajectories (the replayed prefix + π_{i-1}'s one
+    step, cut as by max_steps, so its s' is kept) and, per trajectory, t (the step π_{i-1} chose)."""
+    seed_of = {envs.make(args.env, split="train", seed=s, max_steps=args.max_steps).game_id: s
+               for s in range(args.first_task, args.first_task + len(demos))}
+    unknown = sorted({d.game_id for d in demos} - set(seed_of))
+    if unknown:
+        raise common.UserError(f"--expert-state-actions replays the demonstrations in train games --first-task "
+                               f"{args.first_task} on; {unknown[0]} is not one of them")
+    games, starts, first_steps = [], [], []
+    for demo in demos:
+        for t in range(len(demo.steps)):
+            for _ in range(args.expert_state_actions):
+                game = envs.make(args.env, split="train", seed=seed_of[demo.game_id], max_steps=args.max_steps)
+                games.append(game)
+                starts.append(envs.replay(game, demo, t))
+                first_steps.append(t)
+    return agent_prm.rollout_in_batches(games, policy, args, desc, starts, max_actions=1), first_steps
 
 
 def relabel_next_actions(transitions: Sequence[Transition],
@@ -407,14 +453,23 @@ def main(args: Args) -> dict[str, Any]:
             rollouts, first_steps = collect_learner_rollouts(policy, train_tasks, demos, args,
                                                              random.Random(f"{args.seed}/{it}/resets"),
                                                              desc=f"{it} stage 1: rollouts of π{i - 1}")
+            samples, sample_steps = expert_state_samples(policy, demos, args, f"{it} stage 1: π{i - 1} at expert "
+                                                         f"states") if args.expert_state_actions else ([], [])
             # "learner_from": the first step π_{i-1} chose (> 0 after a reset to a demonstration's state)
             run.write_jsonl(f"{it}/rollouts.jsonl", [{**traj.to_json(), "learner_from": t0}
                                                      for traj, t0 in zip(rollouts, first_steps)])
+            run.write_jsonl(f"{it}/expert_state_samples.jsonl", [{**traj.to_json(), "learner_from": t0}
+                                                                 for traj, t0 in zip(samples, sample_steps)])
             run.mark_done(f"{it}/stage1")
         records = run.read_jsonl(f"{it}/rollouts.jsonl")
         rollouts = [envs.Trajectory.from_json(r) for r in records]
         first_steps = [r.get("learner_from", 0) for r in records]
         negatives += transitions_from(rollouts, 0.0, i, args.history_window, args.history_reasons, first_steps)
+        sample_records = run.read_jsonl(f"{it}/expert_state_samples.jsonl") \
+            if (run.path / it / "expert_state_samples.jsonl").exists() else []
+        samples = [envs.Trajectory.from_json(r) for r in sample_records]
+        sample_steps = [r["learner_from"] for r in sample_records]
+        negatives += transitions_from(samples, 0.0, i, args.history_window, args.history_reasons, sample_steps)
         if not run.done(f"{it}/relabel"):
             relabel_with_policy(agent, [*positives, *negatives], args)
             run.write_jsonl(f"{it}/transitions.jsonl", [dataclasses.asdict(t) for t in [*positives, *negatives]])
@@ -429,14 +484,23 @@ def main(args: Args) -> dict[str, Any]:
                 tr.next_action = record["next_action"]
         from_start = [traj.won for traj, t0 in zip(rollouts, first_steps) if t0 == 0]
         from_reset = [traj.won for traj, t0 in zip(rollouts, first_steps) if t0 > 0]
-        stage1 = {"positives": len(positives), "negatives": len(negatives),
-                  "rollout_success": 100.0 * sum(from_start) / max(1, len(from_start)), "reset_rollouts": len(from_reset)}
+        # how often π_{i-1} took the expert's own action at the expert's states (each such pair is in D+ and D-)
+        demo_of = {d.game_id: d for d in demos}
+        agree = [traj.steps[t].action == demo_of[traj.game_id].steps[t].action for traj, t in zip(samples, sample_steps)]
+        stage1 = {"positives": len(positives), "negatives": len(negatives), "rollouts": len(rollouts),
+                  "rollout_success": 100.0 * sum(from_start) / max(1, len(from_start)), "reset_rollouts": len(from_reset),
+                  "expert_state_samples": len(samples)}
         if from_reset:
             stage1["reset_rollout_success"] = 100.0 * sum(from_reset) / len(from_reset)
+        if samples:
+            stage1["expert_action_agreement"] = sum(agree) / len(agree)
         run.log(stage=f"{it}/stage1", **stage1)
         print(f"[{it}] stage 1: |D+| = {len(positives)} expert transitions, |D-| = {len(negatives)} learner "
-              f"transitions (π{i - 1} rollouts: {stage1['rollout_success']:.1f}% success"
-              + (f"; {len(from_reset)} from expert states: {stage1['reset_rollout_success']:.1f}%)" if from_reset else ")"))
+              f"transitions (" + (f"π{i - 1} rollouts: {stage1['rollout_success']:.1f}% success" if rollouts else
+                                  "no rollouts from the start")
+              + (f"; {len(from_reset)} from expert states: {stage1['reset_rollout_success']:.1f}%" if from_reset else "")
+              + (f"; {len(samples)} one-step samples at expert states, {100 * sum(agree) / max(1, len(agree)):.0f}% "
+                 f"of them the expert's own action" if samples else "") + ")")
 
         # ── Stage 2: Q_i classifies D+ vs D- through Q(s,a) - γ Q(s',a') (Alg. 2 line 5, Eq. 9) ──
         if not run.done(f"{it}/stage2"):
@@ -458,7 +522,8 @@ def main(args: Args) -> dict[str, Any]:
 
         # ── Stage 3: online DPO of π_i against Q_i on s ~ D_i, KL to π_{i-1} (Alg. 2 line 6, Eq. 10-11) ──
         if not run.done(f"{it}/stage3"):
-            states = agent_prm.dpo_prompt_states(rollouts, args.history_window, args.history_reasons, first_steps)
+            states = agent_prm.dpo_prompt_states([*rollouts, *samples], args.history_window, args.history_reasons,
+                                                 [*first_steps, *sample_steps])  # s ~ D_i (Eq. 11)
             stage3 = agent_prm.online_dpo(agent, states, expert_states, args, desc=f"{it} stage 3: online DPO",
                                           run=run, iteration=i)
             agent.save_role("policy", run.path / it / "policy")

@@ -1,4 +1,4 @@
-"""Is a trained PRM useful for choosing actions? Six checks on a finished agent_prm.py or inverse_prm.py run
+"""Is a trained PRM useful for choosing actions? Seven checks on a finished agent_prm.py or inverse_prm.py run
 (household env; the run's iter1/prm is Q0 of AgentPRM, or Q1 of InversePRM).
 
 1. pick rate: at states of the expert's trajectories on eval games, sample N responses from π0 and ask how
@@ -26,6 +26,8 @@
    answers "Nothing happens."). How often the PRM's pick is admissible, against a random candidate (what π0
    plays) and an action-blind pick; and how often it scores an admissible candidate above an inadmissible one
    of the same step (ties half; blind 0.5). A PRM below the random candidate prefers actions that cannot work.
+   The pair rate is also given over the pairs whose two actions share their command word (`take` vs `take`):
+   a PRM that only prefers `go to` to `take` passes on all pairs at the learner's states, not on these.
    --grounding-on OTHER ...: the same on other runs' logs (same game and π0), their candidates re-scored by this
    run's PRM, so two PRMs (e.g. two trainings of one recipe) are judged on the same steps.
 5. targets or model? (--retrain [ROLLOUTS.jsonl ...]; AgentPRM runs; minutes): two fresh PRMs trained with the
@@ -39,6 +41,12 @@
    own first sample unless that one cannot work. Its success on the run's validation split (cf. BoN(π0, Q0) and
    N = 1) is what Best-of-N would gain from a PRM that had learned only grounding.
 
+7. what online DPO is fed (--dpo-pairs S): at S of the run's own Stage-3 prompt states (s ~ D_i, as Stage 3 draws
+   them), two samples of π0 at the run's --dpo-temperature, and the pair the run's PRM makes of them (its
+   --dpo-margin, its --invalid-penalty: agent_prm.dpo_pair, as in Stage 3): the chosen and rejected actions'
+   command words, and whether each is admissible. A PRM that prefers one command word to another (`go to` to
+   `take`) teaches π_i to stop using the other, whatever check 4 says of its grounding. --dpo-margin δ: another δ.
+
     python benchmarks/prm_diagnostics.py runs/<agent_prm run>                    # check 1
     python benchmarks/prm_diagnostics.py runs/<agent_prm run> --learnability     # checks 1 and 2
     python benchmarks/prm_diagnostics.py runs/<inverse_prm run> --learnability   # the same for InversePRM
@@ -47,11 +55,13 @@
     python benchmarks/prm_diagnostics.py runs/<run> --grounding-on runs/<other>  # check 4, <other>'s logs, this PRM
     python benchmarks/prm_diagnostics.py runs/<agent_prm run> --retrain          # check 5 (add rollout files: more data)
     python benchmarks/prm_diagnostics.py runs/<run> --admissible-bon 1 4 16      # check 6, plays eval games
+    python benchmarks/prm_diagnostics.py runs/<run> --dpo-pairs 400              # check 7, at Stage 3's states
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import json
 import random
@@ -127,12 +137,20 @@ def _order_credit(difference: float) -> float:
     return 1.0 if difference > 0 else 0.5 if difference == 0 else 0.0
 
 
-def _better_above_worse(scores: Sequence[float], better: Sequence[bool]) -> tuple[float, int]:
+def _better_above_worse(scores: Sequence[float], better: Sequence[bool],
+                        groups: Sequence[str | None] | None = None) -> tuple[float, int]:
     """Over every (better, other) pair of one state's candidates: the summed order credit of the scores, and
-    the number of pairs."""
+    the number of pairs. groups: only pairs whose two candidates share a group (not None) count."""
     credits = [_order_credit(scores[i] - scores[j]) for i in range(len(scores)) if better[i]
-               for j in range(len(scores)) if not better[j]]
+               for j in range(len(scores)) if not better[j]
+               and (groups is None or (groups[i] is not None and groups[i] == groups[j]))]
     return sum(credits), len(credits)
+
+
+def action_verb(response: str) -> str | None:
+    """The command word of a response's ACTION ("go", "take", "open", ...), None without an ACTION."""
+    action = envs.parse_response(response).action
+    return action.split()[0] if action else None
 
 
 def pick_rate(agent: common.AgentModel, args: agent_prm.Args, games: int, n: int, temperature: float) -> dict:
@@ -257,9 +275,12 @@ def grounding(records: Sequence[dict]) -> dict:
     and `prm_q_candidates`, their PRM scores): at the steps whose candidates mix admissible and inadmissible
     actions, the share of admissible picks by the PRM's argmax (common.best_of_n, as played), a random
     candidate and an action-blind pick (uniform over the distinct responses), and the PRM's admissible-above-
-    inadmissible pair rate."""
+    inadmissible pair rate, over all pairs and over the pairs whose two actions share their command word ("take
+    pen 1 from desk 1" vs "take watch 1 from desk 1"). At the learner's states the inadmissible candidates are
+    mostly `take`s of objects that are not there and the admissible ones mostly `go to`s, so a PRM that merely
+    prefers `go to` to `take` scores well on all pairs; only the same-verb rate asks whether it reads the list."""
     totals = {"prm_argmax": 0.0, "random_candidate": 0.0, "blind_prm": 0.0}
-    states, above, pairs = 0, 0.0, 0
+    states, above, pairs, same_verb_above, same_verb_pairs = 0, 0.0, 0, 0.0, 0
     for record in records:
         for step in record["steps"]:
             candidates, scores = step.get("candidates"), step.get("prm_q_candidates")
@@ -275,8 +296,12 @@ def grounding(records: Sequence[dict]) -> dict:
             totals["blind_prm"] += _mean(list(distinct.values()))
             wins, count = _better_above_worse(scores, ok)
             above, pairs = above + wins, pairs + count
+            wins, count = _better_above_worse(scores, ok, [action_verb(c) for c in candidates])
+            same_verb_above, same_verb_pairs = same_verb_above + wins, same_verb_pairs + count
     return {"states": states, **{k: v / max(1, states) for k, v in totals.items()},
-            "admissible_above": above / pairs if pairs else float("nan"), "pairs": pairs}
+            "admissible_above": above / pairs if pairs else float("nan"), "pairs": pairs,
+            "same_verb_admissible_above": same_verb_above / same_verb_pairs if same_verb_pairs else float("nan"),
+            "same_verb_pairs": same_verb_pairs}
 
 
 def admissible_targets(dataset: Sequence[agent_prm.PRMExample],
@@ -373,6 +398,55 @@ def admissible_bon_main(run: Path, ns: Sequence[int]) -> None:
         common.evaluate_row(agent, out, args, f"BoN(π0,admissible) N={n}", policy=admissible_bon_policy(agent, args, n))
 
 
+def stage3_states(run: Path, args: agent_prm.Args) -> list[tuple[list[dict], list[str]]]:
+    """The run's Stage-3 prompt states s ~ D_1 (agent_prm.dpo_prompt_states of its Stage-1 trajectories, and of
+    inverse_prm's one-step samples at expert states), each with its admissible actions."""
+    records = [r for name in ("rollouts.jsonl", "expert_state_samples.jsonl")
+               if (run / "iter1" / name).exists() for r in _read_jsonl(run / "iter1" / name)]
+    trajectories = [envs.Trajectory.from_json(r) for r in records]
+    first_steps = [r.get("learner_from", 0) for r in records]
+    admissible = {json.dumps(envs.trajectory_messages(traj, t, args.history_window,
+                                                      history_reasons=args.history_reasons)): traj.admissible_at(t)
+                  for traj, t0 in zip(trajectories, first_steps) for t in range(t0, len(traj.steps))}
+    states = agent_prm.dpo_prompt_states(trajectories, args.history_window, args.history_reasons, first_steps)
+    return [(m, admissible[json.dumps(m)]) for m in states]
+
+
+def dpo_pair_census(pairs: Sequence[tuple[str, str, list[str]]]) -> dict:
+    """Check 7's tally of (chosen response, rejected response, admissible actions at the state) pairs."""
+    verbs = collections.Counter((action_verb(c) or "(none)", action_verb(r) or "(none)") for c, r, _ in pairs)
+    admissible = collections.Counter((envs.parse_response(c).action in ok, envs.parse_response(r).action in ok)
+                                     for c, r, ok in pairs)
+    return {"pairs": len(pairs), "verbs": verbs.most_common(),
+            "admissible_over_inadmissible": admissible[(True, False)],
+            "inadmissible_over_admissible": admissible[(False, True)]}
+
+
+def dpo_pairs_main(run: Path, n_states: int, margin: float | None = None) -> None:
+    """Check 7: the pairs the run's PRM makes of π0's two samples at its Stage-3 prompt states (margin: a δ in
+    place of the run's --dpo-margin)."""
+    args, agent = load_run(run)
+    if margin is not None:
+        args.dpo_margin = margin
+    load_prm(agent, run)
+    states = stage3_states(run, args)
+    random.Random(args.seed).shuffle(states)
+    states = states[:n_states]
+    messages = [m for m, _ in states]
+    samples = sample_candidates(agent, args, messages, 2, args.dpo_temperature)
+    scores = agent_prm.score_samples(agent, messages, samples, args.invalid_penalty, args.batch_size)
+    pairs = []
+    for (_, ok), group, q in zip(states, samples, scores):
+        pair = agent_prm.dpo_pair(group, q, args.dpo_margin)
+        if pair is not None:
+            pairs.append((pair[0].text, pair[1].text, ok))
+    r = dpo_pair_census(pairs)
+    print(f"DPO pairs at {len(states)} Stage-3 states of {run} (T = {args.dpo_temperature}, δ = {args.dpo_margin}): "
+          f"{r['pairs']} pairs | admissible chosen over inadmissible {r['admissible_over_inadmissible']}, the "
+          f"reverse {r['inadmissible_over_admissible']} | (chosen, rejected) command words: "
+          + ", ".join(f"{c} > {w}: {k}" for (c, w), k in r["verbs"]))
+
+
 def format_pick_rate(r: dict) -> str:
     return (f"T={r['temperature']}, N={r['N']}, {r['states']} states: random sample {r['random_sample']:.3f} | "
             f"PRM argmax {r['prm_argmax']:.3f} | PRM argmin {r['prm_argmin']:.3f} | action-blind PRM "
@@ -454,6 +528,9 @@ def main() -> None:
     parser.add_argument("--admissible-bon", type=int, nargs="+", metavar="N", help="only check 6: play the run's "
                         "validation games with Best-of-N whose PRM is the admissibility indicator, for each N (π0 "
                         "only; ~5 minutes per N = 4 on one core)")
+    parser.add_argument("--dpo-pairs", type=int, metavar="S", help="only check 7: the pairs the run's PRM makes of "
+                        "π0's two samples at S of the run's Stage-3 prompt states (minutes)")
+    parser.add_argument("--dpo-margin", type=float, help="check 7: this δ in place of the run's --dpo-margin")
     cli = parser.parse_args()
     runs = [Path(r) for r in cli.run]
     if cli.admissible_bon:
@@ -474,6 +551,12 @@ def main() -> None:
         if len(runs) > 1:
             sys.exit("error: --grounding-on scores with one run's PRM")
         return grounding_on_main(runs[0], [Path(r) for r in cli.grounding_on])
+    if cli.dpo_pairs is not None:
+        if cli.dpo_pairs < 1:
+            sys.exit("error: --dpo-pairs takes S >= 1")
+        for run in runs:
+            dpo_pairs_main(run, cli.dpo_pairs, cli.dpo_margin)
+        return
     if cli.retrain is not None:
         if len(runs) > 1:
             sys.exit("error: --retrain takes one run (give more rollout files after --retrain for more data)")
@@ -526,7 +609,8 @@ def format_grounding(log: Path, r: dict) -> str:
     return (f"grounding {log}: {r['states']} steps with admissible and inadmissible candidates | admissible pick: "
             f"PRM argmax {r['prm_argmax']:.3f}, random candidate {r['random_candidate']:.3f}, action-blind "
             f"{r['blind_prm']:.3f} | admissible scored above inadmissible {r['admissible_above']:.3f} of "
-            f"{r['pairs']} pairs (blind: 0.5)")
+            f"{r['pairs']} pairs, {r['same_verb_admissible_above']:.3f} of the {r['same_verb_pairs']} with one "
+            f"command word (blind: 0.5)")
 
 
 def oracle_main(runs: list[Path], cli: argparse.Namespace) -> None:

@@ -170,6 +170,23 @@ def test_dpo_loss_value_sign_and_gradient_direction():
     assert pc.grad.item() < 0 < pr.grad.item()  # descent raises log π(chosen) and lowers log π(rejected)
 
 
+def test_dpo_nll_term_adds_the_chosen_per_token_nll_and_only_pulls_the_chosen_up():
+    """--dpo-nll λ (RPO): loss = DPO + λ · mean_p(-log π_θ(c_p) / |c_p|); with the DPO part at its optimum (huge
+    margin) the gradient is λ / (P · |c_p|) on each chosen log-prob and nothing on the rejected."""
+    pc = torch.tensor([-6.0, -2.0], requires_grad=True)
+    pr = torch.tensor([-100.0, -100.0], requires_grad=True)
+    zero, tokens = torch.zeros(2), torch.tensor([3.0, 2.0])
+    plain, _ = agent_prm.dpo_loss(pc, pr, zero, zero, beta=1.0)
+    loss, metrics = agent_prm.dpo_loss(pc, pr, zero, zero, beta=1.0, chosen_tokens=tokens, nll_weight=0.5)
+    assert metrics["chosen_nll"] == pytest.approx((6 / 3 + 2 / 2) / 2)  # 1.5 nats per token
+    assert loss.item() == pytest.approx(plain.item() + 0.5 * 1.5)
+    loss.backward()
+    assert pc.grad.tolist() == pytest.approx([-0.5 / (2 * 3), -0.5 / (2 * 2)], abs=1e-6)
+    assert pr.grad.abs().max().item() < 1e-6
+    with pytest.raises(common.UserError, match="dpo-nll"):
+        agent_prm.Args(dpo_nll=-1.0)
+
+
 def test_dpo_pair_orders_by_q_and_drops_ties_and_gaps_below_the_margin():
     a, b = common.Sample("ACTION: look", [1, 2], True), common.Sample("ACTION: inventory", [3], True)
     assert agent_prm.dpo_pair([a, b], [0.2, 0.7]) == (b, a, pytest.approx(0.5))  # chosen, rejected, gap

@@ -249,6 +249,22 @@ def test_rollout_batches_live_episodes_and_counts_invalid_actions():
         envs.rollout(envs.make_envs("household", "train", 5), lambda p, e: [])
 
 
+def test_rollout_max_actions_cuts_each_episode_after_that_many_policy_actions():
+    """max_actions=n: n actions of the policy after a resumed prefix, then the episode is cut as max_steps would
+    cut it (not done, not won; the state after the last action is kept as the current state)."""
+    env = envs.make("household", "train", 3)
+    [full] = envs.rollout([env], envs.expert_policy)
+    k = 2
+    partial = envs.replay(env, full, k)
+    [cut] = envs.rollout([env], envs.expert_policy, resume=[partial], max_actions=1)
+    assert cut.steps == full.steps[:k + 1] and not cut.won
+    assert cut.final_observation == full.steps[k].next_observation
+    [two] = envs.rollout([envs.make("household", "train", 3)], envs.expert_policy, max_actions=2)
+    assert two.steps == full.steps[:2]
+    with pytest.raises(ValueError, match="max_actions must be at least 1"):
+        envs.rollout([env], envs.expert_policy, max_actions=0)
+
+
 def test_rollout_resumes_a_partial_trajectory_where_it_stopped():
     """resume=: envs stepped through the first k steps by hand, then continued, give the same episode as one
     rollout from the start (the expert is deterministic); a finished trajectory is left as it is."""

@@ -125,3 +125,28 @@ def test_rollout_resets_start_the_learner_at_expert_states():
         inverse_prm.collect_learner_rollouts(random_agent, tasks, demos[:1], args, random.Random(0), "t")
     with pytest.raises(inverse_prm.common.UserError, match="--rollout-resets must be in"):
         inverse_prm.Args(rollout_resets=1.5)
+
+
+def test_expert_state_samples_act_once_at_every_state_of_every_demonstration():
+    """--expert-state-actions K: at each state s*_t of each demonstration, K one-step transitions of the learner
+    (the replayed expert prefix, then ONE learner action, cut as by max_steps so s' is kept): D- holds exactly
+    those K * |D+| transitions, each starting at an expert transition's own state."""
+    demos = envs.expert_demonstrations("household", "train", 3, start=2000)
+    args = inverse_prm.Args(expert_state_actions=2, first_task=2000, batch_size=5)
+    trajs, first = inverse_prm.expert_state_samples(envs.make_random_policy(0), demos, args, "test")
+    n_states = sum(len(d.steps) for d in demos)
+    assert len(trajs) == 2 * n_states and sorted(set(first)) == list(range(max(len(d.steps) for d in demos)))
+    demo_of = {d.game_id: d for d in demos}
+    for traj, t in zip(trajs, first):
+        assert traj.steps[:t] == demo_of[traj.game_id].steps[:t] and len(traj.steps) == t + 1  # one learner step
+    negatives = inverse_prm.transitions_from(trajs, 0.0, 1, 2, first_steps=first)
+    positives = inverse_prm.transitions_from(demos, 1.0, 0, 2)
+    assert len(negatives) == 2 * len(positives)
+    expert_states = [tr.state for tr in positives]
+    assert all(tr.state in expert_states for tr in negatives)  # the same states as D+: only a tells them apart
+    assert all((tr.next_state is None) == traj.won for tr, traj in zip(negatives, trajs))  # cut: s' is kept
+    with pytest.raises(inverse_prm.common.UserError, match="is not one of them"):
+        inverse_prm.expert_state_samples(envs.make_random_policy(0), demos,
+                                         inverse_prm.Args(expert_state_actions=1, first_task=2001), "test")
+    with pytest.raises(inverse_prm.common.UserError, match="D- would be empty"):
+        inverse_prm.Args(train_tasks=0)

@@ -61,6 +61,8 @@ def test_grounding_counts_admissible_picks_at_mixed_steps_only():
     assert r["blind_prm"] == pytest.approx((1 / 3 + 1 / 2) / 2)  # distinct texts: 3 in the first step
     # admissible-inadmissible pairs: step 1 has 2 x 2 (0.2 vs 0.9: below; 0.2 vs 0.1: above), step 2 has 1 (above)
     assert r["pairs"] == 5 and r["admissible_above"] == pytest.approx(3 / 5)
+    # same command word only: (go to desk 1, go to shelf 9) twice, below; (take pen, take watch), above
+    assert r["same_verb_pairs"] == 3 and r["same_verb_admissible_above"] == pytest.approx(1 / 3)
 
 
 def _trajectory(actions, admissible, responses=None):
@@ -111,6 +113,19 @@ def test_rescore_mixed_steps_scores_only_the_steps_check_4_reads(monkeypatch):
     assert record["steps"][0]["prm_q_candidates"] == [0.9, 0.1]  # the input records are left as they were
     r = prm_diagnostics.grounding(out)
     assert r["states"] == 1 and r["prm_argmax"] == 0.0 and r["admissible_above"] == 0.0
+
+
+def test_dpo_pair_census_counts_command_words_and_admissibility_of_chosen_and_rejected():
+    ok = ["go to desk 1", "take pen 1 from desk 1"]
+    pairs = [("ACTION: go to desk 1", "ACTION: take watch 1 from desk 1", ok),  # admissible over inadmissible
+             ("ACTION: go to desk 1", "ACTION: take pen 1 from desk 1", ok),  # both admissible
+             ("ACTION: take cup 1 from desk 1", "ACTION: go to desk 1", ok),  # the reverse
+             ("ACTION: go to desk 1", "no action", ok)]
+    r = prm_diagnostics.dpo_pair_census(pairs)
+    assert r["pairs"] == 4 and r["verbs"] == [(("go", "take"), 2), (("take", "go"), 1), (("go", "(none)"), 1)]
+    assert r["admissible_over_inadmissible"] == 2 and r["inadmissible_over_admissible"] == 1
+    assert prm_diagnostics.action_verb("REASON: x\nACTION: open drawer 1") == "open"
+    assert prm_diagnostics.action_verb("no action") is None
 
 
 def test_first_admissible_is_the_indicator_argmax_with_ties_in_sampling_order():

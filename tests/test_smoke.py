@@ -118,10 +118,15 @@ def test_agent_prm_quick(tmp_path):
 
 def test_inverse_prm_quick(tmp_path):
     out = tmp_path / "inverse_prm"
-    result = run("inverse_prm.py", "--quick", "--rollout-resets", "0.5", "--out", str(out))
+    result = run("inverse_prm.py", "--quick", "--rollout-resets", "0.5", "--expert-state-actions", "1",
+                 "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "|D+| =" in result.stdout and "|D-| =" in result.stdout and "3 from expert states" in result.stdout
     rollouts = [json.loads(line) for line in (out / "iter1" / "rollouts.jsonl").open()]
+    samples = [json.loads(line) for line in (out / "iter1" / "expert_state_samples.jsonl").open()]
+    demos = [json.loads(line) for line in (out / "demonstrations.jsonl").open()]
+    assert len(samples) == sum(len(d["steps"]) for d in demos) and f"{len(samples)} one-step samples" in result.stdout
+    assert all(len(r["steps"]) == r["learner_from"] + 1 for r in samples)  # one learner action at s*_t
     assert sorted(r["learner_from"] > 0 for r in rollouts) == [False] * 3 + [True] * 3
     summary = _check_run_folder(out)
     assert {"Expert", "SFT", "InversePRM π0", "InversePRM π1", "BoN(π0,Q0)"} <= set(summary["rows"])
@@ -131,7 +136,8 @@ def test_inverse_prm_quick(tmp_path):
     transitions = [json.loads(line) for line in (out / "iter1" / "transitions.jsonl").open()]
     assert {t["label"] for t in transitions} == {0.0, 1.0}
     # D-: the learner's own steps only, not the expert prefix a reset replayed
-    assert sum(t["label"] == 0.0 for t in transitions) == sum(len(r["steps"]) - r["learner_from"] for r in rollouts)
+    assert sum(t["label"] == 0.0 for t in transitions) == sum(len(r["steps"]) - r["learner_from"] for r in rollouts) \
+        + len(samples)
     # every non-terminal a' was relabelled by π0 (a sample may be empty text: an invalid action, still a')
     assert all(t["next_action"] is not None for t in transitions if t["next_state"] is not None)
     # resuming with other demonstrations (or another history window) would pair the saved a' with other s'
@@ -145,3 +151,7 @@ def test_inverse_prm_quick(tmp_path):
                "--learnability", "--learn-games", "2", "--prm-epochs", "0.5")
     assert diag.returncode == 0, diag.stderr[-3000:]
     assert "pick rate of the expert's action" in diag.stdout and "a fresh InversePRM on" in diag.stdout
+    # check 7: the pairs Q1 makes of π0's two samples at the run's Stage-3 states
+    check7 = run("benchmarks/prm_diagnostics.py", str(out), "--dpo-pairs", "6", "--dpo-margin", "0")
+    assert check7.returncode == 0, check7.stderr[-3000:]
+    assert "DPO pairs at 6 Stage-3 states" in check7.stdout and "δ = 0.0" in check7.stdout

@@ -120,16 +120,21 @@ class Args(common.BaseArgs):
                 # ~100-200 (s, a) pairs of 6 rollouts is one or two steps, enough to prove the path
                 self.prm_epochs = min(self.prm_epochs, 0.1)
         self.bon_n = common.best_of_n_sizes(self.bon_n)
-        if self.dpo_margin < 0:
-            raise common.UserError(f"--dpo-margin must be ≥ 0, got {self.dpo_margin}")
-        if self.dpo_nll < 0:
-            raise common.UserError(f"--dpo-nll must be ≥ 0, got {self.dpo_nll}")
+        check_dpo_pair_flags(self)
         if self.world_contrasts < 0:
             raise common.UserError(f"--world-contrasts must be ≥ 0, got {self.world_contrasts}")
         if not 0.0 < self.gamma <= 1.0:
             raise common.UserError(f"--gamma must be in (0, 1], got {self.gamma}")
         if not 0.0 <= self.shaping_alpha <= 1.0:
             raise common.UserError(f"--shaping-alpha must be in [0, 1], got {self.shaping_alpha}")
+
+
+def check_dpo_pair_flags(args: Any) -> None:
+    """--dpo-margin and --dpo-nll, which online_dpo reads from agent_prm.Args and inverse_prm.Args alike."""
+    if args.dpo_margin < 0:
+        raise common.UserError(f"--dpo-margin must be ≥ 0, got {args.dpo_margin}")
+    if args.dpo_nll < 0:
+        raise common.UserError(f"--dpo-nll must be ≥ 0, got {args.dpo_nll}")
 
 
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────

@@ -27,6 +27,7 @@ Algorithm 2 (Inverse PRM), as implemented below:
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -129,10 +130,7 @@ class Args(common.BaseArgs):
             raise common.UserError(f"--rollout-resets must be in [0, 1], got {self.rollout_resets}")
         if not 0.0 < self.gamma <= 1.0:
             raise common.UserError(f"--gamma must be in (0, 1], got {self.gamma}")
-        if self.dpo_margin < 0:
-            raise common.UserError(f"--dpo-margin must be ≥ 0, got {self.dpo_margin}")
-        if self.dpo_nll < 0:
-            raise common.UserError(f"--dpo-nll must be ≥ 0, got {self.dpo_nll}")
+        agent_prm.check_dpo_pair_flags(self)
         if self.train_tasks < 0 or self.expert_state_actions < 0:
             raise common.UserError("--train-tasks and --expert-state-actions must be ≥ 0")
         if self.train_tasks == 0 and self.expert_state_actions == 0:
@@ -250,6 +248,21 @@ def expert_state_samples(policy: envs.Policy, demos: Sequence[envs.Trajectory], 
                 starts.append(envs.replay(game, demo, t))
                 first_steps.append(t)
     return agent_prm.rollout_in_batches(games, policy, args, desc, starts, max_actions=1), first_steps
+
+
+def save_learner_trajectories(run: common.RunDir, name: str, trajectories: Sequence[envs.Trajectory],
+                              first_steps: Sequence[int]) -> None:
+    """Stage-1 trajectories, each with "learner_from": the first step π_{i-1} chose (> 0 after a replayed expert
+    prefix: a reset, or a one-step sample at an expert state)."""
+    run.write_jsonl(name, [{**traj.to_json(), "learner_from": t0} for traj, t0 in zip(trajectories, first_steps)])
+
+
+def load_learner_trajectories(path: Path) -> tuple[list[envs.Trajectory], list[int]]:
+    """What save_learner_trajectories wrote: (trajectories, first steps); a record without "learner_from" (an
+    agent_prm.py rollout) is the learner's from its first step."""
+    with open(path, encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    return [envs.Trajectory.from_json(r) for r in records], [r.get("learner_from", 0) for r in records]
 
 
 def relabel_next_actions(transitions: Sequence[Transition],
@@ -455,20 +468,13 @@ def main(args: Args) -> dict[str, Any]:
                                                              desc=f"{it} stage 1: rollouts of π{i - 1}")
             samples, sample_steps = expert_state_samples(policy, demos, args, f"{it} stage 1: π{i - 1} at expert "
                                                          f"states") if args.expert_state_actions else ([], [])
-            # "learner_from": the first step π_{i-1} chose (> 0 after a reset to a demonstration's state)
-            run.write_jsonl(f"{it}/rollouts.jsonl", [{**traj.to_json(), "learner_from": t0}
-                                                     for traj, t0 in zip(rollouts, first_steps)])
-            run.write_jsonl(f"{it}/expert_state_samples.jsonl", [{**traj.to_json(), "learner_from": t0}
-                                                                 for traj, t0 in zip(samples, sample_steps)])
+            save_learner_trajectories(run, f"{it}/rollouts.jsonl", rollouts, first_steps)
+            save_learner_trajectories(run, f"{it}/expert_state_samples.jsonl", samples, sample_steps)
             run.mark_done(f"{it}/stage1")
-        records = run.read_jsonl(f"{it}/rollouts.jsonl")
-        rollouts = [envs.Trajectory.from_json(r) for r in records]
-        first_steps = [r.get("learner_from", 0) for r in records]
+        rollouts, first_steps = load_learner_trajectories(run.path / it / "rollouts.jsonl")
         negatives += transitions_from(rollouts, 0.0, i, args.history_window, args.history_reasons, first_steps)
-        sample_records = run.read_jsonl(f"{it}/expert_state_samples.jsonl") \
-            if (run.path / it / "expert_state_samples.jsonl").exists() else []
-        samples = [envs.Trajectory.from_json(r) for r in sample_records]
-        sample_steps = [r["learner_from"] for r in sample_records]
+        samples_file = run.path / it / "expert_state_samples.jsonl"  # absent in runs made before the flag
+        samples, sample_steps = load_learner_trajectories(samples_file) if samples_file.exists() else ([], [])
         negatives += transitions_from(samples, 0.0, i, args.history_window, args.history_reasons, sample_steps)
         if not run.done(f"{it}/relabel"):
             relabel_with_policy(agent, [*positives, *negatives], args)

@@ -401,10 +401,10 @@ def admissible_bon_main(run: Path, ns: Sequence[int]) -> None:
 def stage3_states(run: Path, args: agent_prm.Args) -> list[tuple[list[dict], list[str]]]:
     """The run's Stage-3 prompt states s ~ D_1 (agent_prm.dpo_prompt_states of its Stage-1 trajectories, and of
     inverse_prm's one-step samples at expert states), each with its admissible actions."""
-    records = [r for name in ("rollouts.jsonl", "expert_state_samples.jsonl")
-               if (run / "iter1" / name).exists() for r in _read_jsonl(run / "iter1" / name)]
-    trajectories = [envs.Trajectory.from_json(r) for r in records]
-    first_steps = [r.get("learner_from", 0) for r in records]
+    files = [run / "iter1" / name for name in ("rollouts.jsonl", "expert_state_samples.jsonl")]
+    loaded = [inverse_prm.load_learner_trajectories(path) for path in files if path.exists()]
+    trajectories = [traj for trajs, _ in loaded for traj in trajs]
+    first_steps = [t0 for _, steps in loaded for t0 in steps]
     admissible = {json.dumps(envs.trajectory_messages(traj, t, args.history_window,
                                                       history_reasons=args.history_reasons)): traj.admissible_at(t)
                   for traj, t0 in zip(trajectories, first_steps) for t in range(t0, len(traj.steps))}

@@ -35,6 +35,7 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 import common
 import envs
@@ -100,8 +101,12 @@ class Args(common.BaseArgs):
                               group="stage 3: online DPO")
     steered_exploration: bool = field(False, "sample DPO responses with Listing 1 added to the prompt; the loss "
                                       "uses the plain prompt (Sec. 4.1)", group="stage 3: online DPO")
-    shaping_alpha: float = field(0.0, "α of process reward shaping: Q̂ <- (1-α) Q̂ + α A^μ (Eq. 13); μ = π0",
+    shaping_alpha: float = field(0.0, "α of process reward shaping: Q̂ <- (1-α) Q̂ + α A^μ (Eq. 13)",
                                  group="stage 3: online DPO")
+    shaping_reference: str = field("pi0", "μ of --shaping-alpha: pi0 (V^μ a value head fit on π0's Stage-1 "
+                                   "rollouts, as the paper fits it on its reference policy's) or expert (the game's "
+                                   "expert, played from every state: V^μ exact, a stronger μ than the paper's)",
+                                   group="stage 3: online DPO", choices=["pi0", "expert"])
     # inference
     bon_n: list[int] = field([4], "N for Best-of-N evaluation; several values give the N-scaling curve (Fig. 2b); "
                              "0: no Best-of-N rows (they are the slowest evaluations)",
@@ -127,6 +132,8 @@ class Args(common.BaseArgs):
             raise common.UserError(f"--gamma must be in (0, 1], got {self.gamma}")
         if not 0.0 <= self.shaping_alpha <= 1.0:
             raise common.UserError(f"--shaping-alpha must be in [0, 1], got {self.shaping_alpha}")
+        if self.shaping_reference not in ("pi0", "expert"):
+            raise common.UserError(f"--shaping-reference must be pi0 or expert, got {self.shaping_reference!r}")
 
 
 def check_dpo_pair_flags(args: Any) -> None:
@@ -321,19 +328,50 @@ def shape_target(q: float, advantage: float, alpha: float) -> float:
 
 
 @torch.no_grad()
-def shaped_targets(agent: common.AgentModel, trajectories: Sequence[envs.Trajectory], q_hat: dict, args: Args) -> dict:
-    """Eq. 13 on every (s, a), with A^μ averaged over the visits of (s, a) like Q̂; V^μ(s') = 0 after the end."""
-    pad = agent.tokenizer.pad_token_id
-    advantages: dict[tuple[str, str], list[float]] = defaultdict(list)
+def value_head_values(agent: common.AgentModel, trajectories: Sequence[envs.Trajectory], args: Args) -> list[list[float]]:
+    """V^μ(s_t) from the fitted "value" head, for t = 0..T of every trajectory (μ = π0)."""
+    pad, values = agent.tokenizer.pad_token_id, []
     with agent.role("value"):
         for traj in trajectories:
             prompts = [agent.codec.prompt_ids(envs.trajectory_messages(traj, t, args.history_window,
                                                                        history_reasons=args.history_reasons))
                        for t in range(len(traj.steps) + 1)]
             v = torch.sigmoid(common.scalar_scores(agent.peft, agent.heads["value"], prompts, pad, args.batch_size))
-            for t, (key, step) in enumerate(zip(state_action_keys(traj, args.state_key), traj.steps)):
-                v_next = 0.0 if step.done else float(v[t + 1])
-                advantages[key].append(reference_advantage(step.reward, float(v[t]), v_next, args.gamma))
+            values.append(v.tolist())  # [T + 1]
+    return values
+
+
+def expert_values(trajectories: Sequence[envs.Trajectory], env_name: str, seeds: Sequence[int], max_steps: int,
+                  gamma: float) -> list[list[float]]:
+    """V^μ(s_t) for μ = the game's expert, for t = 0..T of every trajectory: the discounted return of the expert
+    played on from s_t (the game replayed to s_t, so what the learner has seen and the actions left count). The
+    expert and the games are deterministic, so one such rollout is V^μ exactly, with no value head to fit."""
+    seed_of = {envs.make(env_name, "train", s, max_steps=max_steps).game_id: s for s in seeds}
+    values = []
+    for traj in tqdm(trajectories, desc="V^μ: the expert from every state", leave=False):
+        if traj.game_id not in seed_of:
+            raise common.UserError(f"{traj.game_id} is not a Stage-1 game of this run: no expert to replay it")
+        v = []
+        for t in range(len(traj.steps) + 1):
+            if t == len(traj.steps) and traj.steps and traj.steps[-1].done:
+                v.append(0.0)  # s_T after the last step: the episode is over, nothing more to gain
+                continue
+            env = envs.make(env_name, "train", seed_of[traj.game_id], max_steps=max_steps)
+            played = envs.rollout([env], envs.expert_policy, resume=[envs.replay(env, traj, t)])[0]
+            v.append(reward_to_go([s.reward for s in played.steps[t:]], gamma)[0] if len(played.steps) > t else 0.0)
+        values.append(v)  # [T + 1]
+    return values
+
+
+def shaped_targets(trajectories: Sequence[envs.Trajectory], q_hat: dict, values: Sequence[Sequence[float]],
+                   args: Args) -> dict:
+    """Eq. 13 on every (s, a), with A^μ averaged over the visits of (s, a) like Q̂; values[i][t] = V^μ(s_t) of
+    trajectory i; V^μ(s') = 0 after the end."""
+    advantages: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for traj, v in zip(trajectories, values):
+        for t, (key, step) in enumerate(zip(state_action_keys(traj, args.state_key), traj.steps)):
+            v_next = 0.0 if step.done else float(v[t + 1])
+            advantages[key].append(reference_advantage(step.reward, float(v[t]), v_next, args.gamma))
     return {key: shape_target(q, sum(advantages[key]) / len(advantages[key]), args.shaping_alpha)
             for key, q in q_hat.items()}
 
@@ -698,11 +736,14 @@ def main(args: Args) -> dict[str, Any]:
             run.mark_done(f"{it}/stage1")
         trajectories = [envs.Trajectory.from_json(r) for r in run.read_jsonl(f"{it}/rollouts.jsonl")]
         q_hat, visits = estimate_q_targets(trajectories, args.gamma, args.state_key)  # Eq. 1
-        if args.shaping_alpha > 0:  # Eq. 13, with μ = π0 whose rollouts are iteration 1's
+        if args.shaping_alpha > 0 and args.shaping_reference == "expert":  # Eq. 13, μ = the game's expert
+            values = expert_values(trajectories, args.env, train_tasks, args.max_steps, args.gamma)
+            q_hat = shaped_targets(trajectories, q_hat, values, args)
+        elif args.shaping_alpha > 0:  # Eq. 13, with μ = π0 whose rollouts are iteration 1's
             mu_trajectories = [envs.Trajectory.from_json(r) for r in run.read_jsonl("iter1/rollouts.jsonl")]
             if "value" not in agent.heads:
                 run.log(stage="value", **fit_value_function(agent, mu_trajectories, args))
-            q_hat = shaped_targets(agent, trajectories, q_hat, args)
+            q_hat = shaped_targets(trajectories, q_hat, value_head_values(agent, trajectories, args), args)
         q_targets = normalize_targets(q_hat)
         dataset = build_prm_dataset(trajectories, q_targets, args.history_window, args.history_reasons,
                                     args.state_key, args.world_contrasts, args.seed)  # D

@@ -208,6 +208,33 @@ def test_shaping_eq_13():
     assert agent_prm.shape_target(0.2, advantage=-1.0, alpha=0.5) == pytest.approx(0.1)
 
 
+def test_expert_values_are_the_experts_discounted_return_from_every_state_and_shape_eq_13():
+    seed, gamma = 2003, 0.9
+    game = envs.make("household", "train", seed, max_steps=30)
+    expert = envs.rollout([game], envs.expert_policy)[0]
+    wasted_first = envs.rollout([envs.make("household", "train", seed, max_steps=30)],
+                                lambda prompts, games: ["ACTION: go to shelf 99"] if not games[0].steps else
+                                envs.expert_policy(prompts, games))[0]
+    L = len(expert.steps)
+    assert expert.won and wasted_first.won and len(wasted_first.steps) == L + 1
+    v_expert, v_wasted = agent_prm.expert_values([expert, wasted_first], "household", [seed], 30, gamma)
+    # the expert from s_t of its own episode needs L - t more actions and is paid 1 on the last: γ^(L-1-t)
+    assert v_expert == pytest.approx([gamma ** (L - 1 - t) for t in range(L)] + [0.0])
+    # a wasted turn leaves the state (and the expert's plan) as it was, one action fewer left
+    assert v_wasted[0] == pytest.approx(gamma ** (L - 1)) and v_wasted[1] == pytest.approx(gamma ** (L - 1))
+    # Eq. 13 with α = 1: the targets are (A^μ + 1) / 2; the wasted turn's A^μ = γ V(s) - V(s) < 0, the expert's 0
+    args = agent_prm.Args(gamma=gamma, shaping_alpha=1.0, shaping_reference="expert")
+    q_hat, _ = agent_prm.estimate_q_targets([wasted_first], gamma)
+    shaped = agent_prm.shaped_targets([wasted_first], q_hat, [v_wasted], args)
+    keys = agent_prm.state_action_keys(wasted_first)
+    assert shaped[keys[0]] == pytest.approx((gamma * gamma ** (L - 1) - gamma ** (L - 1) + 1) / 2)
+    assert all(shaped[k] == pytest.approx(0.5) for k in keys[1:])  # every expert action: A^μ = 0
+    with pytest.raises(common.UserError, match="not a Stage-1 game"):
+        agent_prm.expert_values([expert], "household", [seed + 1], 30, gamma)
+    with pytest.raises(common.UserError, match="shaping-reference"):
+        agent_prm.Args(shaping_reference="gpt")
+
+
 def test_best_of_n_picks_the_highest_q_and_penalises_unparsable_responses():
     good = common.Sample("REASON: r\nACTION: look", [1, 2], True)
     broken = common.Sample("I think I will look", [3], True)

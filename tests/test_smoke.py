@@ -114,6 +114,11 @@ def test_agent_prm_quick(tmp_path):
     episodes = [json.loads(line) for line in
                 (out / "admissible_bon" / "evals" / "BoN_π0_admissible__N_2__eval_in_distribution.jsonl").open()]
     assert episodes and all(traj["steps"] for traj in episodes)
+    # check 8 reads the Stage-1 rollouts (no model; its counts are checked by hand in test_prm_diagnostics.py)
+    check8 = run("benchmarks/prm_diagnostics.py", str(out), "--target-census")
+    assert check8.returncode == 0, check8.stderr[-3000:]
+    n_rollouts = sum(1 for _ in (out / "iter1" / "rollouts.jsonl").open())
+    assert f"check 8: {n_rollouts} rollouts" in check8.stdout
 
 
 def test_inverse_prm_quick(tmp_path):

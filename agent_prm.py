@@ -346,7 +346,7 @@ def expert_values(trajectories: Sequence[envs.Trajectory], env_name: str, seeds:
     """V^μ(s_t) for μ = the game's expert, for t = 0..T of every trajectory: the discounted return of the expert
     played on from s_t (the game replayed to s_t, so what the learner has seen and the actions left count). The
     expert and the games are deterministic, so one such rollout is V^μ exactly, with no value head to fit."""
-    seed_of = {envs.make(env_name, "train", s, max_steps=max_steps).game_id: s for s in seeds}
+    seed_of = envs.game_seeds(env_name, "train", seeds, max_steps=max_steps)
     values = []
     for traj in tqdm(trajectories, desc="V^μ: the expert from every state", leave=False):
         if traj.game_id not in seed_of:
@@ -361,6 +361,18 @@ def expert_values(trajectories: Sequence[envs.Trajectory], env_name: str, seeds:
             v.append(reward_to_go([s.reward for s in played.steps[t:]], gamma)[0] if len(played.steps) > t else 0.0)
         values.append(v)  # [T + 1]
     return values
+
+
+def reference_values(agent: common.AgentModel, trajectories: Sequence[envs.Trajectory],
+                     mu_trajectories: Sequence[envs.Trajectory], seeds: Sequence[int],
+                     args: Args) -> tuple[list[list[float]], dict | None]:
+    """V^μ(s_t) of Eq. 13 for every state of `trajectories`, by --shaping-reference: the expert's exact values
+    (the games of `seeds`), or π0's value head, fit on `mu_trajectories` unless it already is. Returns the
+    values and the fit's metrics (None when nothing was fit)."""
+    if args.shaping_reference == "expert":
+        return expert_values(trajectories, args.env, seeds, args.max_steps, args.gamma), None
+    fit = fit_value_function(agent, mu_trajectories, args) if "value" not in agent.heads else None
+    return value_head_values(agent, trajectories, args), fit
 
 
 def shaped_targets(trajectories: Sequence[envs.Trajectory], q_hat: dict, values: Sequence[Sequence[float]],
@@ -736,14 +748,12 @@ def main(args: Args) -> dict[str, Any]:
             run.mark_done(f"{it}/stage1")
         trajectories = [envs.Trajectory.from_json(r) for r in run.read_jsonl(f"{it}/rollouts.jsonl")]
         q_hat, visits = estimate_q_targets(trajectories, args.gamma, args.state_key)  # Eq. 1
-        if args.shaping_alpha > 0 and args.shaping_reference == "expert":  # Eq. 13, μ = the game's expert
-            values = expert_values(trajectories, args.env, train_tasks, args.max_steps, args.gamma)
-            q_hat = shaped_targets(trajectories, q_hat, values, args)
-        elif args.shaping_alpha > 0:  # Eq. 13, with μ = π0 whose rollouts are iteration 1's
+        if args.shaping_alpha > 0:  # Eq. 13; μ = the game's expert, or π0 whose rollouts are iteration 1's
             mu_trajectories = [envs.Trajectory.from_json(r) for r in run.read_jsonl("iter1/rollouts.jsonl")]
-            if "value" not in agent.heads:
-                run.log(stage="value", **fit_value_function(agent, mu_trajectories, args))
-            q_hat = shaped_targets(trajectories, q_hat, value_head_values(agent, trajectories, args), args)
+            values, fit = reference_values(agent, trajectories, mu_trajectories, train_tasks, args)
+            if fit is not None:
+                run.log(stage="value", **fit)
+            q_hat = shaped_targets(trajectories, q_hat, values, args)
         q_targets = normalize_targets(q_hat)
         dataset = build_prm_dataset(trajectories, q_targets, args.history_window, args.history_reasons,
                                     args.state_key, args.world_contrasts, args.seed)  # D

@@ -33,7 +33,7 @@ import re
 import sys
 import tempfile
 import warnings
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
 # The household world: receptacles, objects, where objects usually are, which rooms have what
@@ -1576,6 +1576,11 @@ def make_random_policy(seed: int = 0) -> Policy:
 def make_envs(name: str, split: str, n: int, start: int = 0, **kwargs: Any) -> list[TextEnv]:
     """Games start, start+1, ..., start+n-1 of a split."""
     return [make(name, split=split, seed=start + i, **kwargs) for i in range(n)]
+
+
+def game_seeds(name: str, split: str, seeds: Iterable[int], **kwargs: Any) -> dict[str, int]:
+    """{game_id: seed} of the games these seeds build: how to rebuild the game of a saved trajectory."""
+    return {make(name, split=split, seed=s, **kwargs).game_id: s for s in seeds}
 
 
 def expert_demonstrations(name: str, split: str, n: int, start: int = 0, **kwargs: Any) -> list[Trajectory]:

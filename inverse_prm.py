@@ -233,8 +233,8 @@ def expert_state_samples(policy: envs.Policy, demos: Sequence[envs.Trajectory], 
     below it where it does not. (--rollout-resets replays to ONE random state per rollout and lets π_{i-1} play
     on: few contrasts, then its own states again.) Returns the trajectories (the replayed prefix + π_{i-1}'s one
     step, cut as by max_steps, so its s' is kept) and, per trajectory, t (the step π_{i-1} chose)."""
-    seed_of = {envs.make(args.env, split="train", seed=s, max_steps=args.max_steps).game_id: s
-               for s in range(args.first_task, args.first_task + len(demos))}
+    seed_of = envs.game_seeds(args.env, "train", range(args.first_task, args.first_task + len(demos)),
+                              max_steps=args.max_steps)
     unknown = sorted({d.game_id for d in demos} - set(seed_of))
     if unknown:
         raise common.UserError(f"--expert-state-actions replays the demonstrations in train games --first-task "

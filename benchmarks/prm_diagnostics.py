@@ -355,14 +355,10 @@ def retrain_main(run: Path, rollout_files: list[str], prm_epochs: float | None =
     args, agent = load_run(run, prm_epochs)
     trajectories = [envs.Trajectory.from_json(record) for f in files for record in _read_jsonl(f)]
     q_hat, _ = agent_prm.estimate_q_targets(trajectories, args.gamma, args.state_key)  # Eq. 1, as Stage 1 of the run
-    if args.shaping_alpha > 0 and args.shaping_reference == "expert":  # Eq. 13, as the run did
-        values = agent_prm.expert_values(trajectories, args.env, range(args.first_task,
-                                         args.first_task + args.train_tasks), args.max_steps, args.gamma)
+    if args.shaping_alpha > 0:  # Eq. 13, as the run did (π0's value head fit on these rollouts)
+        values, _ = agent_prm.reference_values(agent, trajectories, trajectories,
+                                               range(args.first_task, args.first_task + args.train_tasks), args)
         q_hat = agent_prm.shaped_targets(trajectories, q_hat, values, args)
-    elif args.shaping_alpha > 0:
-        agent_prm.fit_value_function(agent, trajectories, args)
-        q_hat = agent_prm.shaped_targets(trajectories, q_hat, agent_prm.value_head_values(agent, trajectories, args),
-                                         args)
     dataset = agent_prm.build_prm_dataset(trajectories, agent_prm.normalize_targets(q_hat), args.history_window,
                                           args.history_reasons, args.state_key, args.world_contrasts, args.seed)
     print(f"check 5: {len(trajectories)} rollouts from {len(files)} file(s), {len(dataset)} (s, a) rows, each PRM "
@@ -459,15 +455,15 @@ def dpo_pairs_main(run: Path, n_states: int, margin: float | None = None) -> Non
           + ", ".join(f"{c} > {w}: {k}" for (c, w), k in r["verbs"]))
 
 
-def target_census(trajectories: Sequence[envs.Trajectory], gamma: float, targets: dict | None = None) -> dict:
+def target_census(trajectories: Sequence[envs.Trajectory], q_hat: dict, targets: dict | None = None) -> dict:
     """Check 8: what Eq. 1's targets say where admissibility matters. Q̂(s, a) keyed by the game's Markov state
     (`--state-key world`, so the visits of every route pool), at the states where the rollouts took both an
     admissible and an inadmissible action: over every such (admissible, inadmissible) pair of one state, how
     often Q̂ ranks the admissible one higher, lower, or the same; and which of these states no visit ever won from
     (every return 0, so every action there has Q̂ = 0 and no PRM fit to Q̂ can rank them). Returns the counts and,
     for the never-won states, (trajectory index, t) of their first visit (check 8 asks the expert about them).
+    q_hat: Eq. 1's Q̂ of these trajectories keyed by Markov state (agent_prm.estimate_q_targets(..., "world")).
     targets: rank by these (keyed like Q̂ by Markov state and action, e.g. Eq. 13's shaped targets) instead."""
-    q_hat, _ = agent_prm.estimate_q_targets(trajectories, gamma, "world")  # Eq. 1
     admissible: dict[tuple[str, str], bool] = {}
     first_visit: dict[str, tuple[int, int]] = {}
     for i, traj in enumerate(trajectories):
@@ -507,7 +503,8 @@ def target_census_main(run: Path, rollout_files: list[str]) -> None:
     saved = json.loads((run / "args.json").read_text())
     args = agent_prm.Args(**{k: v for k, v in saved.items() if k in agent_prm.Args.__dataclass_fields__})
     trajectories = [envs.Trajectory.from_json(record) for f in files for record in _read_jsonl(f)]
-    r = target_census(trajectories, args.gamma)
+    q_hat, _ = agent_prm.estimate_q_targets(trajectories, args.gamma, "world")  # Eq. 1, by Markov state
+    r = target_census(trajectories, q_hat)
     if not r["pairs"]:
         print(f"check 8: {len(trajectories)} rollouts, {r['states']} Markov states, none where both an admissible "
               f"and an inadmissible action were taken: nothing to compare")
@@ -532,8 +529,7 @@ def target_census_main(run: Path, rollout_files: list[str]) -> None:
     # the same pairs ranked by the expert's advantage A^μ = r + γ V^μ(s') - V^μ(s) (Eq. 13 with μ = the expert,
     # α = 1): how a competent continuation, rather than π_{i-1}'s, values a wasted turn against an admissible action
     world = dataclasses.replace(args, state_key="world", shaping_alpha=1.0)
-    q_hat, _ = agent_prm.estimate_q_targets(trajectories, args.gamma, "world")
-    a = target_census(trajectories, args.gamma, agent_prm.shaped_targets(trajectories, q_hat, values, world))
+    a = target_census(trajectories, q_hat, agent_prm.shaped_targets(trajectories, q_hat, values, world))
     print(f"  ranked by the expert's advantage A^μ instead (μ = the expert, exact): the admissible one higher "
           f"{a['higher'] / n:.3f}, lower {a['lower'] / n:.3f}, the same {a['tied'] / n:.3f}")
 

@@ -175,7 +175,9 @@ def test_target_census_ranks_admissible_against_inadmissible_at_each_markov_stat
     lost_c = _world_trajectory([("S2", shelf, False, 0.0), ("S2", None, False, 0.0), ("S2", look, True, 0.0)])
     lost_e = _world_trajectory([("S4", desk, True, 0.0), ("S5", look, True, 0.0)])
     won_f = _world_trajectory([("S4", shelf, False, 0.0), ("S4", take, True, 1.0)], won=True)
-    r = prm_diagnostics.target_census([won_a, lost_b, lost_c, lost_e, won_f], gamma=0.5)
+    trajectories = [won_a, lost_b, lost_c, lost_e, won_f]
+    q_hat, _ = agent_prm.estimate_q_targets(trajectories, 0.5, "world")
+    r = prm_diagnostics.target_census(trajectories, q_hat)
     # γ = 0.5, Eq. 1 pooled by Markov state: Q̂(S0, desk) = (0.5 + 0) / 2 = 0.25 > Q̂(S0, shelf) = 0;
     # S1 has only admissible actions; at S2 look, shelf and the unparsable response are all 0 (never won);
     # at S4 Q̂(desk) = 0 < Q̂(shelf) = 0.5 < Q̂(take) = 1

@@ -31,7 +31,7 @@ import hashlib
 import random
 import warnings
 from collections import defaultdict
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -595,12 +595,15 @@ def dpo_prompt_states(trajectories: Sequence[envs.Trajectory], history_window: i
 
 
 def online_dpo(agent: common.AgentModel, states: Sequence[list[dict]], expert_states: Sequence[list[dict]],
-               args: Args, desc: str, run: common.RunDir | None = None, iteration: int = 0) -> dict[str, float]:
+               args: Args, desc: str, run: common.RunDir | None = None, iteration: int = 0,
+               score: Callable[[list[list[dict]], list[list[common.Sample]]], list[list[float]]] | None = None,
+               ) -> dict[str, float]:
     """Online DPO of the "policy" adapter against the "prm" adapter, KL-anchored to the "reference" adapter.
 
     Each step: P prompt states (half from expert trajectories with --reset-50-50), two samples each from π_θ
     (with Listing 1 in the prompt under --steered-exploration: it is removed again for the loss and the PRM),
-    the PRM picks chosen/rejected, one DPO update."""
+    the PRM picks chosen/rejected, one DPO update. `score(prompts, samples) -> Q [P][2]` replaces the PRM
+    (prm_diagnostics' check 9 passes an oracle indicator, to test Stage 3 with a Q that is right)."""
     rng = random.Random(args.seed + 1000 * iteration)
     pad = agent.tokenizer.pad_token_id
     extra = envs.STEERED_EXPLORATION_PROMPT if args.steered_exploration else None
@@ -622,7 +625,8 @@ def online_dpo(agent: common.AgentModel, states: Sequence[list[dict]], expert_st
         with agent.role("policy"):
             samples = common.generate(agent.peft, agent.codec, sampling_prompts, n=2, temperature=args.dpo_temperature,
                                       max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)  # [P][2]
-        scores = score_samples(agent, batch, samples, args.invalid_penalty, args.batch_size)  # [P][2] Q_i(s, a)
+        scores = score(batch, samples) if score else \
+            score_samples(agent, batch, samples, args.invalid_penalty, args.batch_size)  # [P][2] Q_i(s, a)
         pairs = []
         for m, group, q in zip(batch, samples, scores):
             pair = dpo_pair(group, q, args.dpo_margin)  # None: a tie (or a gap below δ) carries no preference

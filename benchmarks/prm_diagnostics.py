@@ -1,4 +1,4 @@
-"""Is a trained PRM useful for choosing actions? Eight checks on a finished agent_prm.py or inverse_prm.py run
+"""Is a trained PRM useful for choosing actions? Nine checks on a finished agent_prm.py or inverse_prm.py run
 (household env; the run's iter1/prm is Q0 of AgentPRM, or Q1 of InversePRM).
 
 1. pick rate: at states of the expert's trajectories on eval games, sample N responses from π0 and ask how
@@ -52,6 +52,12 @@
    ever won from (there every action's Q̂ is 0, so a PRM fit to Q̂ has nothing to rank, whatever its size and
    however many rollouts); and whether the household expert, put in each of those, still wins (so they are
    states where π_{i-1} is stuck, not lost games); and the same pairs ranked by the expert's advantage A^μ.
+9. Stage 3 with an oracle PRM (--oracle-dpo admissible|expert; trains and plays eval games: minutes): the run's
+   own Stage 3 (agent_prm.online_dpo from π0, KL to π0, at the run's Stage-3 prompt states, with its DPO settings)
+   with an indicator in place of the PRM: 1[the action is in the game's admissible list], or 1[the action is the
+   one the household expert takes at that state]; then that π1 on the run's validation split, beside the run's
+   π1 (the same Stage 3 against its PRM). It tells whether online DPO can improve π0 when the PRM is right, i.e.
+   whether Stage 3 or the PRM is what fails. First, check 7's census of the pairs the indicator makes.
 
     python benchmarks/prm_diagnostics.py runs/<agent_prm run>                    # check 1
     python benchmarks/prm_diagnostics.py runs/<agent_prm run> --learnability     # checks 1 and 2
@@ -63,6 +69,7 @@
     python benchmarks/prm_diagnostics.py runs/<run> --admissible-bon 1 4 16      # check 6, plays eval games
     python benchmarks/prm_diagnostics.py runs/<run> --dpo-pairs 400              # check 7, at Stage 3's states
     python benchmarks/prm_diagnostics.py runs/<agent_prm run> --target-census    # check 8 (add rollout files: more)
+    python benchmarks/prm_diagnostics.py runs/<run> --oracle-dpo admissible [--dpo-steps 240]   # check 9
 """
 
 from __future__ import annotations
@@ -74,7 +81,7 @@ import json
 import random
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -406,18 +413,39 @@ def admissible_bon_main(run: Path, ns: Sequence[int]) -> None:
         common.evaluate_row(agent, out, args, f"BoN(π0,admissible) N={n}", policy=admissible_bon_policy(agent, args, n))
 
 
-def stage3_states(run: Path, args: agent_prm.Args) -> list[tuple[list[dict], list[str]]]:
+class Stage3State(NamedTuple):
+    messages: list[dict]  # the prompt, as Stage 3 builds it
+    admissible: list[str]  # the game's admissible actions there
+    expert_action: str | None  # the household expert's action there (stage3_states(..., expert=True))
+
+
+def stage3_states(run: Path, args: agent_prm.Args, expert: bool = False) -> list[Stage3State]:
     """The run's Stage-3 prompt states s ~ D_1 (agent_prm.dpo_prompt_states of its Stage-1 trajectories, and of
-    inverse_prm's one-step samples at expert states), each with its admissible actions."""
+    inverse_prm's one-step samples at expert states), each with its admissible actions and, with `expert`, the
+    household expert's action (its game replayed to the state: envs.replay)."""
     files = [run / "iter1" / name for name in ("rollouts.jsonl", "expert_state_samples.jsonl")]
     loaded = [inverse_prm.load_learner_trajectories(path) for path in files if path.exists()]
     trajectories = [traj for trajs, _ in loaded for traj in trajs]
     first_steps = [t0 for _, steps in loaded for t0 in steps]
-    admissible = {json.dumps(envs.trajectory_messages(traj, t, args.history_window,
-                                                      history_reasons=args.history_reasons)): traj.admissible_at(t)
-                  for traj, t0 in zip(trajectories, first_steps) for t in range(t0, len(traj.steps))}
+    where = {}  # state (its messages' JSON) -> the first (trajectory, step) that reached it
+    for traj, t0 in zip(trajectories, first_steps):
+        for t in range(t0, len(traj.steps)):
+            messages = envs.trajectory_messages(traj, t, args.history_window, history_reasons=args.history_reasons)
+            where.setdefault(json.dumps(messages), (traj, t))
+    seed_of = envs.game_seeds(args.env, "train", range(args.first_task, args.first_task + max(args.train_tasks,
+                              getattr(args, "demos", 0))), max_steps=args.max_steps) if expert else {}
+
+    def expert_action(traj: envs.Trajectory, t: int) -> str:
+        if traj.game_id not in seed_of:
+            sys.exit(f"error: {traj.game_id} is not one of the run's training games: no expert to replay it")
+        game = envs.make(args.env, "train", seed_of[traj.game_id], max_steps=args.max_steps)
+        envs.replay(game, traj, t)
+        return game.expert_action()[1]
+
     states = agent_prm.dpo_prompt_states(trajectories, args.history_window, args.history_reasons, first_steps)
-    return [(m, admissible[json.dumps(m)]) for m in states]
+    firsts = [where[json.dumps(m)] for m in states]  # [(trajectory, step)], one per state
+    return [Stage3State(m, traj.admissible_at(t), expert_action(traj, t) if expert else None)
+            for m, (traj, t) in zip(states, firsts)]
 
 
 def dpo_pair_census(pairs: Sequence[tuple[str, str, list[str]]]) -> dict:
@@ -430,6 +458,29 @@ def dpo_pair_census(pairs: Sequence[tuple[str, str, list[str]]]) -> dict:
             "inadmissible_over_admissible": admissible[(False, True)]}
 
 
+def dpo_pairs_at(agent: common.AgentModel, args: agent_prm.Args, states: Sequence[Stage3State], n_states: int,
+                 score) -> dict:
+    """Check 7's census: the pairs `score(prompts, samples) -> Q` (the PRM, or check 9's indicator) makes of π0's
+    two samples at n_states of the Stage-3 states (T = --dpo-temperature; pairs by agent_prm.dpo_pair, as in Stage 3)."""
+    states = list(states)
+    random.Random(args.seed).shuffle(states)
+    states = states[:n_states]
+    messages = [state.messages for state in states]
+    samples = sample_candidates(agent, args, messages, 2, args.dpo_temperature)
+    pairs = []
+    for state, group, q in zip(states, samples, score(messages, samples)):
+        pair = agent_prm.dpo_pair(group, q, args.dpo_margin)
+        if pair is not None:
+            pairs.append((pair[0].text, pair[1].text, state.admissible))
+    return {"states": len(states), **dpo_pair_census(pairs)}
+
+
+def format_dpo_pairs(r: dict) -> str:
+    return (f"{r['pairs']} pairs at {r['states']} states | admissible chosen over inadmissible "
+            f"{r['admissible_over_inadmissible']}, the reverse {r['inadmissible_over_admissible']} | (chosen, rejected) "
+            "command words: " + ", ".join(f"{c} > {w}: {k}" for (c, w), k in r["verbs"]))
+
+
 def dpo_pairs_main(run: Path, n_states: int, margin: float | None = None) -> None:
     """Check 7: the pairs the run's PRM makes of π0's two samples at its Stage-3 prompt states (margin: a δ in
     place of the run's --dpo-margin)."""
@@ -437,22 +488,9 @@ def dpo_pairs_main(run: Path, n_states: int, margin: float | None = None) -> Non
     if margin is not None:
         args.dpo_margin = margin
     load_prm(agent, run)
-    states = stage3_states(run, args)
-    random.Random(args.seed).shuffle(states)
-    states = states[:n_states]
-    messages = [m for m, _ in states]
-    samples = sample_candidates(agent, args, messages, 2, args.dpo_temperature)
-    scores = agent_prm.score_samples(agent, messages, samples, args.invalid_penalty, args.batch_size)
-    pairs = []
-    for (_, ok), group, q in zip(states, samples, scores):
-        pair = agent_prm.dpo_pair(group, q, args.dpo_margin)
-        if pair is not None:
-            pairs.append((pair[0].text, pair[1].text, ok))
-    r = dpo_pair_census(pairs)
-    print(f"DPO pairs at {len(states)} Stage-3 states of {run} (T = {args.dpo_temperature}, δ = {args.dpo_margin}): "
-          f"{r['pairs']} pairs | admissible chosen over inadmissible {r['admissible_over_inadmissible']}, the "
-          f"reverse {r['inadmissible_over_admissible']} | (chosen, rejected) command words: "
-          + ", ".join(f"{c} > {w}: {k}" for (c, w), k in r["verbs"]))
+    r = dpo_pairs_at(agent, args, stage3_states(run, args), n_states,
+                     lambda m, s: agent_prm.score_samples(agent, m, s, args.invalid_penalty, args.batch_size))
+    print(f"DPO pairs of {run} (T = {args.dpo_temperature}, δ = {args.dpo_margin}): {format_dpo_pairs(r)}")
 
 
 def target_census(trajectories: Sequence[envs.Trajectory], q_hat: dict, targets: dict | None = None) -> dict:
@@ -532,6 +570,102 @@ def target_census_main(run: Path, rollout_files: list[str]) -> None:
     a = target_census(trajectories, q_hat, agent_prm.shaped_targets(trajectories, q_hat, values, world))
     print(f"  ranked by the expert's advantage A^μ instead (μ = the expert, exact): the admissible one higher "
           f"{a['higher'] / n:.3f}, lower {a['lower'] / n:.3f}, the same {a['tied'] / n:.3f}")
+
+
+ORACLES = {"admissible": "1[admissible]", "expert": "1[the expert's action]"}  # check 9's indicators, by name
+
+
+def indicator_scores(good_actions: dict[str, set[str]], invalid_penalty: float):
+    """Check 9's Q(s, a) for agent_prm.online_dpo: 1 if the sampled action is one of the state's good actions (the
+    admissible ones, or the expert's), else 0; a response without a usable ACTION scores -penalty, as
+    agent_prm.score_samples scores it. States are keyed by their messages' JSON."""
+
+    def score(messages: list[list[dict]], samples: list[list[common.Sample]]) -> list[list[float]]:
+        return [[(1.0 if envs.parse_response(s.text).action in good_actions[json.dumps(m)] else 0.0)
+                 if agent_prm.is_valid_sample(s) else -invalid_penalty for s in group]
+                for m, group in zip(messages, samples)]
+
+    return score
+
+
+def good_action_rates(agent: common.AgentModel, args: agent_prm.Args, states: Sequence[Stage3State],
+                      good: dict[str, set[str]]) -> dict:
+    """Check 9: how often the "policy" adapter's two samples per state (at --dpo-temperature, as Stage 3 draws
+    them) take a good action of the oracle, an admissible one, and each command word."""
+    samples = sample_candidates(agent, args, [state.messages for state in states], 2, args.dpo_temperature)
+    texts = [(s.text, state) for state, group in zip(states, samples) for s in group]
+    actions = [(envs.parse_response(text).action, state) for text, state in texts]
+    verbs = collections.Counter(action_verb(text) or "(none)" for text, _ in texts)
+    return {"samples": len(actions),
+            "good": sum(a in good[json.dumps(state.messages)] for a, state in actions) / len(actions),
+            "admissible": sum(a in state.admissible for a, state in actions) / len(actions),
+            "verbs": {verb: k / len(actions) for verb, k in verbs.most_common()}}
+
+
+def format_rates(r: dict) -> str:
+    return (f"good {r['good']:.3f}, admissible {r['admissible']:.3f}, command words "
+            + ", ".join(f"{verb} {share:.2f}" for verb, share in list(r["verbs"].items())[:4]))
+
+
+def oracle_dpo_main(run: Path, oracle: str, dpo_steps: int | None, dpo_prompts: int | None,
+                    dpo_beta: float | None = None, census_states: int = 400) -> None:
+    """Check 9: the run's Stage 3 (its --dpo-steps, --dpo-prompts and --dpo-beta, or these) with Q = the `oracle`
+    indicator, then π1 on the run's validation split, in <run>/oracle_dpo_<oracle>_<steps>x<prompts>[_beta<β>]/
+    (policy adapter, metrics.jsonl, evals.json: re-running skips what is done). First the census of check 7 with
+    the indicator in place of the PRM, at census_states Stage-3 states."""
+    args, agent = load_run(run)
+    if args.reset_50_50:
+        sys.exit(f"error: {run} ran Stage 3 with --reset-50-50; check 9 draws states from its rollouts only")
+    args.dpo_steps, args.dpo_prompts = dpo_steps or args.dpo_steps, dpo_prompts or args.dpo_prompts
+    beta = f"_beta{dpo_beta:g}" if dpo_beta is not None and dpo_beta != args.dpo_beta else ""
+    args.dpo_beta = dpo_beta or args.dpo_beta
+    args.eval_splits = args.eval_splits[:1]
+    states = stage3_states(run, args, expert=oracle == "expert")
+    good = {json.dumps(state.messages): set(state.admissible) if oracle == "admissible" else {state.expert_action}
+            for state in states}
+    score, label = indicator_scores(good, args.invalid_penalty), ORACLES[oracle]
+    folder = run / f"oracle_dpo_{oracle}_{args.dpo_steps}x{args.dpo_prompts}{beta}"
+    out = common.RunDir("oracle_dpo", args.env, args.seed, str(folder), args)
+    if not (out.path / "pairs_census.json").exists():  # what Stage 3 is fed: check 7's census, π0's samples
+        out.write_json("pairs_census.json", dpo_pairs_at(agent, args, states, census_states, score))
+    probes = list(states)  # the census's states: does Stage 3 make the good action more likely there?
+    random.Random(args.seed).shuffle(probes)
+    probes = probes[:census_states]
+    rates = out.read_json("rates.json") if (out.path / "rates.json").exists() else {}
+    if "π0" not in rates:
+        common.set_seed(args.seed)
+        out.write_json("rates.json", {"π0": good_action_rates(agent, args, probes, good)})
+    if out.done("stage3"):
+        agent.load_role("policy", out.path / "policy")
+    else:
+        agent.add_role("reference", copy_from="policy")  # π0, frozen: the KL anchor of Eq. 3
+        common.set_seed(args.seed)
+        metrics = agent_prm.online_dpo(agent, [state.messages for state in states], [], args,
+                                       f"check 9: online DPO vs {label}", run=out, iteration=1, score=score)
+        agent.save_role("policy", out.path / "policy")
+        out.write_json("dpo_metrics.json", metrics)
+        out.mark_done("stage3")
+    rates = out.read_json("rates.json")
+    if "π1" not in rates:
+        common.set_seed(args.seed)
+        out.write_json("rates.json", {**rates, "π1": good_action_rates(agent, args, probes, good)})
+    print(f"check 9, the pairs {label} makes of π0's two samples: {format_dpo_pairs(out.read_json('pairs_census.json'))}")
+    for name, r in out.read_json("rates.json").items():
+        print(f"check 9, {name}'s samples at these {len(probes)} states (2 each, T = {args.dpo_temperature}): "
+              f"{format_rates(r)}")
+    metrics = out.read_json("dpo_metrics.json")
+    print(f"check 9 on {run}: {args.dpo_steps} DPO batches of {args.dpo_prompts} prompts (β = {args.dpo_beta:g}) "
+          f"against {label} at "
+          f"{len(states)} Stage-3 states: "
+          f"{metrics['dpo_steps']} updates ({metrics['dpo_steps_without_pairs']} batches without a pair), last loss "
+          f"{metrics.get('dpo_loss', float('nan')):.3f}")
+    common.set_seed(args.seed)
+    row = common.evaluate_row(agent, out, args, f"π1 (DPO vs {label})")
+    theirs = json.loads((run / "evals.json").read_text()) if (run / "evals.json").exists() else {}
+    split = args.eval_splits[0]
+    print(f"{split}: π1 against {label} {row[split]['success']:.1f}% | "
+          + " | ".join(f"{name} {theirs[name][split]['success']:.1f}%" for name in ("π0", "π1")
+                       if split in theirs.get(name, {})))
 
 
 def format_pick_rate(r: dict) -> str:
@@ -616,13 +750,35 @@ def main() -> None:
                         "validation games with Best-of-N whose PRM is the admissibility indicator, for each N (π0 "
                         "only; ~5 minutes per N = 4 on one core)")
     parser.add_argument("--dpo-pairs", type=int, metavar="S", help="only check 7: the pairs the run's PRM makes of "
-                        "π0's two samples at S of the run's Stage-3 prompt states (minutes)")
+                        "π0's two samples at S of the run's Stage-3 prompt states (minutes); with --oracle-dpo: "
+                        "the states of check 9's census of the indicator's pairs (default 400)")
     parser.add_argument("--dpo-margin", type=float, help="check 7: this δ in place of the run's --dpo-margin")
     parser.add_argument("--target-census", nargs="*", metavar="ROLLOUTS", help="only check 8 (no model, seconds): "
                         "Q̂ of the run's Stage-1 rollouts (or of these files, e.g. more rollouts of the same π0 on the "
                         "same games) at the states where admissible and inadmissible actions were both taken")
+    parser.add_argument("--oracle-dpo", choices=sorted(ORACLES), help="only check 9: the run's Stage 3 (online DPO "
+                        "from π0) against an oracle indicator, 1[admissible] or 1[the expert's action], then π1 on "
+                        "its validation split (minutes)")
+    parser.add_argument("--dpo-steps", type=int, help="check 9: this many DPO steps in place of the run's --dpo-steps")
+    parser.add_argument("--dpo-prompts", type=int, help="check 9: this many prompt states per DPO step in place of the "
+                        "run's --dpo-prompts")
+    parser.add_argument("--dpo-beta", type=float, help="check 9: this β (the KL weight of Eq. 3) in place of the run's "
+                        "--dpo-beta")
     cli = parser.parse_args()
     runs = [Path(r) for r in cli.run]
+    if cli.oracle_dpo:
+        if any(n is not None and n < 1 for n in (cli.dpo_steps, cli.dpo_prompts, cli.dpo_pairs)):
+            sys.exit("error: --dpo-steps, --dpo-prompts and --dpo-pairs take a number >= 1")
+        if cli.dpo_beta is not None and cli.dpo_beta <= 0:
+            sys.exit("error: --dpo-beta takes a number > 0")
+        for run in runs:
+            if not (run / "args.json").exists():
+                sys.exit(f"error: {run} is not a run folder (no args.json)")
+            if not any((run / "iter1" / name).exists() for name in ("rollouts.jsonl", "expert_state_samples.jsonl")):
+                sys.exit(f"error: {run} has no Stage-1 rollouts (iter1/rollouts.jsonl): run the script past Stage 1")
+        for run in runs:
+            oracle_dpo_main(run, cli.oracle_dpo, cli.dpo_steps, cli.dpo_prompts, cli.dpo_beta, cli.dpo_pairs or 400)
+        return
     if cli.admissible_bon:
         if any(n < 1 for n in cli.admissible_bon):
             sys.exit("error: --admissible-bon takes N >= 1")

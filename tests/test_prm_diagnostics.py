@@ -150,6 +150,64 @@ def test_admissible_bon_plays_only_admissible_candidates_when_one_exists(monkeyp
     assert policy([[]], [game]) == [inadmissible.text]
 
 
+def test_indicator_scores_are_check_9s_q_and_make_the_good_sample_the_chosen_one():
+    """Check 9's Q for online DPO: 1 / 0 by the state's good actions, -penalty without an ACTION (as
+    agent_prm.score_samples); agent_prm.dpo_pair then chooses the good sample and drops ties."""
+    import json
+
+    state_a = [{"role": "user", "content": "at desk"}]
+    state_b = [{"role": "user", "content": "at shelf"}]
+    score = prm_diagnostics.indicator_scores({json.dumps(state_a): {"go to desk 1", "look"},
+                                              json.dumps(state_b): {"go to shelf 1"}}, invalid_penalty=1.0)
+    no_action = common.Sample("REASON: hm", [2], True)
+    samples = [[_sample(a) for a in pair] for pair in (("go to shelf 9", "look"), ("go to shelf 1",),
+                                                       ("go to desk 1", "look"))]
+    samples[1].append(no_action)
+    for k, sample in enumerate(sum(samples, [])):
+        sample.token_ids = [k]  # distinct responses (dpo_pair drops identical ones)
+    scores = score([state_a, state_b, state_a], samples)
+    assert scores == [[0.0, 1.0], [1.0, -1.0], [1.0, 1.0]]
+    chosen, rejected, gap = agent_prm.dpo_pair(samples[0], scores[0])
+    assert (chosen.text, rejected.text, gap) == (samples[0][1].text, samples[0][0].text, 1.0)
+    assert agent_prm.dpo_pair(samples[2], scores[2]) is None  # both good: a tie, no preference
+    with pytest.raises(KeyError):  # a state that is not one of the run's Stage-3 states
+        score([[{"role": "user", "content": "elsewhere"}]], [[_sample("look"), _sample("look")]])
+
+
+def test_good_action_rates_count_the_oracles_good_actions_admissible_ones_and_command_words(monkeypatch):
+    """Check 9's before/after measure on canned samples: shares of all samples (2 per state)."""
+    import json
+
+    states = [prm_diagnostics.Stage3State([{"role": "user", "content": "a"}], ["go to desk 1", "take pen 1 from desk 1"],
+                                          "take pen 1 from desk 1"),
+              prm_diagnostics.Stage3State([{"role": "user", "content": "b"}], ["go to shelf 1"], "go to shelf 1")]
+    canned = [[_sample("take pen 1 from desk 1"), _sample("go to shelf 9")],
+              [_sample("go to shelf 1"), common.Sample("REASON: no action", [3], True)]]
+    monkeypatch.setattr(prm_diagnostics, "sample_candidates", lambda agent, args, prompts, n, t: canned)
+    good = {json.dumps(state.messages): {state.expert_action} for state in states}
+    r = prm_diagnostics.good_action_rates(None, agent_prm.Args(), states, good)
+    assert r == {"samples": 4, "good": 0.5, "admissible": 0.5, "verbs": {"go": 0.5, "take": 0.25, "(none)": 0.25}}
+
+
+def test_stage3_states_carry_the_admissible_list_and_the_experts_action_of_each_state(tmp_path):
+    """Check 9's oracles read, at each distinct Stage-3 state, the game's admissible actions and the action the
+    household expert takes there (its game replayed to the state), here on rollouts of a random agent."""
+    args = agent_prm.Args(first_task=0, train_tasks=2, sft_demos=0, model="m")
+    games = [envs.make("household", "train", seed) for seed in range(2)]
+    trajectories = envs.rollout(games, envs.make_random_policy(0), args.history_window, max_actions=4)
+    (tmp_path / "iter1").mkdir()
+    envs.save_jsonl(str(tmp_path / "iter1" / "rollouts.jsonl"), trajectories)
+    states = prm_diagnostics.stage3_states(tmp_path, args, expert=True)
+    assert len(states) == sum(len(t.steps) for t in trajectories)  # a random agent's histories never repeat
+    for traj in trajectories:
+        for t in range(len(traj.steps)):
+            state = states[[s.messages for s in states].index(envs.trajectory_messages(traj, t, args.history_window))]
+            game = envs.make("household", "train", int(traj.game_id != trajectories[0].game_id))
+            envs.replay(game, traj, t)
+            assert state.admissible == traj.admissible_at(t) == game.admissible_commands
+            assert state.expert_action == game.expert_action()[1] and state.expert_action in state.admissible
+
+
 def test_admissible_bon_refuses_a_folder_that_is_not_a_run(tmp_path):
     import subprocess
 

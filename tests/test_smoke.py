@@ -119,6 +119,14 @@ def test_agent_prm_quick(tmp_path):
     assert check8.returncode == 0, check8.stderr[-3000:]
     n_rollouts = sum(1 for _ in (out / "iter1" / "rollouts.jsonl").open())
     assert f"check 8: {n_rollouts} rollouts" in check8.stdout
+    # check 9 runs the run's Stage 3 against the admissibility indicator, then plays π1 on the validation games
+    check9 = run("benchmarks/prm_diagnostics.py", str(out), "--oracle-dpo", "expert", "--dpo-steps", "2",
+                 "--dpo-pairs", "6")
+    assert check9.returncode == 0, check9.stderr[-3000:]
+    assert "2 DPO batches of 4 prompts (β = 0.1) against 1[the expert's action]" in check9.stdout
+    assert "pairs at 6 states" in check9.stdout and "π1 against 1[the expert's action]" in check9.stdout
+    assert "π0's samples at these 6 states" in check9.stdout and "π1's samples at these 6 states" in check9.stdout
+    assert (out / "oracle_dpo_expert_2x4" / "policy" / "adapter_config.json").exists()
 
 
 def test_inverse_prm_quick(tmp_path):
@@ -159,4 +167,4 @@ def test_inverse_prm_quick(tmp_path):
     # check 7: the pairs Q1 makes of π0's two samples at the run's Stage-3 states
     check7 = run("benchmarks/prm_diagnostics.py", str(out), "--dpo-pairs", "6", "--dpo-margin", "0")
     assert check7.returncode == 0, check7.stderr[-3000:]
-    assert "DPO pairs at 6 Stage-3 states" in check7.stdout and "δ = 0.0" in check7.stdout
+    assert "pairs at 6 states" in check7.stdout and "δ = 0.0" in check7.stdout

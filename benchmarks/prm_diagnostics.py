@@ -458,13 +458,16 @@ def dpo_pair_census(pairs: Sequence[tuple[str, str, list[str]]]) -> dict:
             "inadmissible_over_admissible": admissible[(False, True)]}
 
 
-def dpo_pairs_at(agent: common.AgentModel, args: agent_prm.Args, states: Sequence[Stage3State], n_states: int,
-                 score) -> dict:
-    """Check 7's census: the pairs `score(prompts, samples) -> Q` (the PRM, or check 9's indicator) makes of π0's
-    two samples at n_states of the Stage-3 states (T = --dpo-temperature; pairs by agent_prm.dpo_pair, as in Stage 3)."""
+def some_states(states: Sequence[Stage3State], n: int, seed: int) -> list[Stage3State]:
+    """n of the Stage-3 states, drawn without replacement (the same n for the same seed)."""
     states = list(states)
-    random.Random(args.seed).shuffle(states)
-    states = states[:n_states]
+    random.Random(seed).shuffle(states)
+    return states[:n]
+
+
+def dpo_pairs_at(agent: common.AgentModel, args: agent_prm.Args, states: Sequence[Stage3State], score) -> dict:
+    """Check 7's census: the pairs `score(prompts, samples) -> Q` (the PRM, or check 9's indicator) makes of π0's
+    two samples at these states (T = --dpo-temperature; pairs by agent_prm.dpo_pair, as in Stage 3)."""
     messages = [state.messages for state in states]
     samples = sample_candidates(agent, args, messages, 2, args.dpo_temperature)
     pairs = []
@@ -488,7 +491,7 @@ def dpo_pairs_main(run: Path, n_states: int, margin: float | None = None) -> Non
     if margin is not None:
         args.dpo_margin = margin
     load_prm(agent, run)
-    r = dpo_pairs_at(agent, args, stage3_states(run, args), n_states,
+    r = dpo_pairs_at(agent, args, some_states(stage3_states(run, args), n_states, args.seed),
                      lambda m, s: agent_prm.score_samples(agent, m, s, args.invalid_penalty, args.batch_size))
     print(f"DPO pairs of {run} (T = {args.dpo_temperature}, δ = {args.dpo_margin}): {format_dpo_pairs(r)}")
 
@@ -626,11 +629,9 @@ def oracle_dpo_main(run: Path, oracle: str, dpo_steps: int | None, dpo_prompts: 
     score, label = indicator_scores(good, args.invalid_penalty), ORACLES[oracle]
     folder = run / f"oracle_dpo_{oracle}_{args.dpo_steps}x{args.dpo_prompts}{beta}"
     out = common.RunDir("oracle_dpo", args.env, args.seed, str(folder), args)
-    if not (out.path / "pairs_census.json").exists():  # what Stage 3 is fed: check 7's census, π0's samples
-        out.write_json("pairs_census.json", dpo_pairs_at(agent, args, states, census_states, score))
-    probes = list(states)  # the census's states: does Stage 3 make the good action more likely there?
-    random.Random(args.seed).shuffle(probes)
-    probes = probes[:census_states]
+    probes = some_states(states, census_states, args.seed)  # what Stage 3 is fed there, and what it changes
+    if not (out.path / "pairs_census.json").exists():  # check 7's census of the oracle's pairs of π0's samples
+        out.write_json("pairs_census.json", dpo_pairs_at(agent, args, probes, score))
     rates = out.read_json("rates.json") if (out.path / "rates.json").exists() else {}
     if "π0" not in rates:
         common.set_seed(args.seed)

@@ -605,6 +605,20 @@ def good_action_rates(agent: common.AgentModel, args: agent_prm.Args, states: Se
             "verbs": {verb: k / len(actions) for verb, k in verbs.most_common()}}
 
 
+def own_episode_rates(episodes: Sequence[envs.Trajectory], args: agent_prm.Args, split: str) -> dict:
+    """Check 9, along a policy's own evaluation episodes: how often its action is the one the household expert
+    would take in that state (each state replayed in its game), and how often it repeats its previous action."""
+    seed_of = envs.game_seeds(args.env, split, range(args.eval_games), max_steps=args.max_steps)
+    steps = expert = repeats = 0
+    for traj in episodes:
+        for t, step in enumerate(traj.steps):
+            game = envs.make(args.env, split, seed_of[traj.game_id], max_steps=args.max_steps)
+            envs.replay(game, traj, t)
+            steps, expert = steps + 1, expert + (step.action == game.expert_action()[1])
+            repeats += t > 0 and step.action == traj.steps[t - 1].action
+    return {"steps": steps, "expert_action": expert / max(1, steps), "repeats_previous": repeats / max(1, steps)}
+
+
 def format_rates(r: dict) -> str:
     return (f"good {r['good']:.3f}, admissible {r['admissible']:.3f}, command words "
             + ", ".join(f"{verb} {share:.2f}" for verb, share in list(r["verbs"].items())[:4]))
@@ -667,6 +681,15 @@ def oracle_dpo_main(run: Path, oracle: str, dpo_steps: int | None, dpo_prompts: 
     print(f"{split}: π1 against {label} {row[split]['success']:.1f}% | "
           + " | ".join(f"{name} {theirs[name][split]['success']:.1f}%" for name in ("π0", "π1")
                        if split in theirs.get(name, {})))
+    # the same policies on the states they reach themselves (their evaluation episodes), not on π0's
+    logs = {"π1 (this check)": out.path / "evals" / f"{common.slug(f'π1 (DPO vs {label})')}__{split}.jsonl"}
+    if theirs.get("π0", {}).get(split, {}).get("episodes") == args.eval_games:  # the run's π0, on the same games
+        logs = {"π0": run / "evals" / f"{common.slug('π0')}__{split}.jsonl", **logs}
+    for name, log in logs.items():
+        if log.exists():
+            r = own_episode_rates([envs.Trajectory.from_json(json.loads(line)) for line in log.open()], args, split)
+            print(f"check 9, {name} along its own {split} episodes: the expert's action {r['expert_action']:.3f}, "
+                  f"repeats its previous action {r['repeats_previous']:.3f} ({r['steps']} steps)")
 
 
 def format_pick_rate(r: dict) -> str:

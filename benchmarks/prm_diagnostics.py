@@ -57,7 +57,9 @@
    with an indicator in place of the PRM: 1[the action is in the game's admissible list], or 1[the action is the
    one the household expert takes at that state]; then that π1 on the run's validation split, beside the run's
    π1 (the same Stage 3 against its PRM). It tells whether online DPO can improve π0 when the PRM is right, i.e.
-   whether Stage 3 or the PRM is what fails. First, check 7's census of the pairs the indicator makes.
+   whether Stage 3 or the PRM is what fails. It also prints check 7's census of the pairs the indicator makes,
+   how often π0's and π1's samples take the oracle's good action at those states, and how often each takes the
+   expert's action along its own evaluation episodes (do the states Stage 3 trains on carry over to play?).
 
     python benchmarks/prm_diagnostics.py runs/<agent_prm run>                    # check 1
     python benchmarks/prm_diagnostics.py runs/<agent_prm run> --learnability     # checks 1 and 2

@@ -607,18 +607,37 @@ def good_action_rates(agent: common.AgentModel, args: agent_prm.Args, states: Se
             "verbs": {verb: k / len(actions) for verb, k in verbs.most_common()}}
 
 
-def own_episode_rates(episodes: Sequence[envs.Trajectory], args: agent_prm.Args, split: str) -> dict:
-    """Check 9, along a policy's own evaluation episodes: how often its action is the one the household expert
-    would take in that state (each state replayed in its game), and how often it repeats its previous action."""
+def expert_actions_along(episodes: Sequence[envs.Trajectory], args: agent_prm.Args, split: str) -> list[list[str]]:
+    """The household expert's action at every step of these evaluation episodes (each state replayed in its game)."""
     seed_of = envs.game_seeds(args.env, split, range(args.eval_games), max_steps=args.max_steps)
-    steps = expert = repeats = 0
+    actions = []
     for traj in episodes:
-        for t, step in enumerate(traj.steps):
+        row = []
+        for t in range(len(traj.steps)):
             game = envs.make(args.env, split, seed_of[traj.game_id], max_steps=args.max_steps)
             envs.replay(game, traj, t)
-            steps, expert = steps + 1, expert + (step.action == game.expert_action()[1])
-            repeats += t > 0 and step.action == traj.steps[t - 1].action
+            row.append(game.expert_action()[1])
+        actions.append(row)
+    return actions
+
+
+def own_episode_rates(episodes: Sequence[envs.Trajectory], experts: Sequence[Sequence[str]]) -> dict:
+    """Check 9, along a policy's own evaluation episodes: how often its action is the one the household expert
+    would take in that state (experts: expert_actions_along the episodes), and how often it repeats its previous
+    action."""
+    steps = sum(len(traj.steps) for traj in episodes)
+    expert = sum(step.action == e for traj, row in zip(episodes, experts) for step, e in zip(traj.steps, row))
+    repeats = sum(step.action == traj.steps[t - 1].action for traj in episodes for t, step in enumerate(traj.steps)
+                  if t > 0)
     return {"steps": steps, "expert_action": expert / max(1, steps), "repeats_previous": repeats / max(1, steps)}
+
+
+def expert_rate_at(agent: common.AgentModel, args: agent_prm.Args, probes: Sequence[tuple[list[dict], str]]) -> float:
+    """Check 9: how often the "policy" adapter's two samples per state, at the evaluation temperature, take the
+    expert's action at these (prompt, expert action) states."""
+    samples = sample_candidates(agent, args, [m for m, _ in probes], 2, args.eval_temperature)
+    hits = [envs.parse_response(s.text).action == e for (_, e), group in zip(probes, samples) for s in group]
+    return sum(hits) / max(1, len(hits))
 
 
 def format_rates(r: dict) -> str:
@@ -630,8 +649,9 @@ def oracle_dpo_main(run: Path, oracle: str, dpo_steps: int | None, dpo_prompts: 
                     dpo_beta: float | None = None, census_states: int = 400) -> None:
     """Check 9: the run's Stage 3 (its --dpo-steps, --dpo-prompts and --dpo-beta, or these) with Q = the `oracle`
     indicator, then π1 on the run's validation split, in <run>/oracle_dpo_<oracle>_<steps>x<prompts>[_beta<β>]/
-    (policy adapter, metrics.jsonl, evals.json: re-running skips what is done). First the census of check 7 with
-    the indicator in place of the PRM, at census_states Stage-3 states."""
+    (policy adapter, metrics.jsonl, evals.json: re-running skips what is done). Also: check 7's census of the
+    indicator's pairs and π0's and π1's good-action rates at census_states Stage-3 states; how often each takes
+    the expert's action at census_states states of π0's evaluation episodes, and along its own episodes."""
     args, agent = load_run(run)
     if args.reset_50_50:
         sys.exit(f"error: {run} ran Stage 3 with --reset-50-50; check 9 draws states from its rollouts only")
@@ -648,10 +668,24 @@ def oracle_dpo_main(run: Path, oracle: str, dpo_steps: int | None, dpo_prompts: 
     probes = some_states(states, census_states, args.seed)  # what Stage 3 is fed there, and what it changes
     if not (out.path / "pairs_census.json").exists():  # check 7's census of the oracle's pairs of π0's samples
         out.write_json("pairs_census.json", dpo_pairs_at(agent, args, probes, score))
+    split = args.eval_splits[0]
+    theirs = json.loads((run / "evals.json").read_text()) if (run / "evals.json").exists() else {}
+    pi0_log = run / "evals" / f"{common.slug('π0')}__{split}.jsonl"
+    pi0_episodes = [envs.Trajectory.from_json(json.loads(line)) for line in pi0_log.open()] if pi0_log.exists() and \
+        theirs.get("π0", {}).get(split, {}).get("episodes") == args.eval_games else []  # the run's π0, same games
+    pi0_experts = expert_actions_along(pi0_episodes, args, split)
+    pi0_states = some_states([(envs.trajectory_messages(traj, t, args.history_window,
+                                                        history_reasons=args.history_reasons), e)
+                              for traj, row in zip(pi0_episodes, pi0_experts) for t, e in enumerate(row)],
+                             census_states, args.seed)  # does the gain carry over to the eval games?
     rates = out.read_json("rates.json") if (out.path / "rates.json").exists() else {}
+    if pi0_states and "π0 at eval states" not in rates:
+        common.set_seed(args.seed)
+        rates["π0 at eval states"] = expert_rate_at(agent, args, pi0_states)
+        out.write_json("rates.json", rates)
     if "π0" not in rates:
         common.set_seed(args.seed)
-        out.write_json("rates.json", {"π0": good_action_rates(agent, args, probes, good)})
+        out.write_json("rates.json", {**rates, "π0": good_action_rates(agent, args, probes, good)})
     if out.done("stage3"):
         agent.load_role("policy", out.path / "policy")
     else:
@@ -665,31 +699,36 @@ def oracle_dpo_main(run: Path, oracle: str, dpo_steps: int | None, dpo_prompts: 
     rates = out.read_json("rates.json")
     if "π1" not in rates:
         common.set_seed(args.seed)
-        out.write_json("rates.json", {**rates, "π1": good_action_rates(agent, args, probes, good)})
+        rates["π1"] = good_action_rates(agent, args, probes, good)
+    if pi0_states and "π1 at eval states" not in rates:
+        common.set_seed(args.seed)
+        rates["π1 at eval states"] = expert_rate_at(agent, args, pi0_states)
+    out.write_json("rates.json", rates)
     print(f"check 9, the pairs {label} makes of π0's two samples: {format_dpo_pairs(out.read_json('pairs_census.json'))}")
-    for name, r in out.read_json("rates.json").items():
+    for name in ("π0", "π1"):
         print(f"check 9, {name}'s samples at these {len(probes)} states (2 each, T = {args.dpo_temperature}): "
-              f"{format_rates(r)}")
+              f"{format_rates(rates[name])}")
+    if pi0_states:
+        print(f"check 9, at {len(pi0_states)} states of π0's own {split} episodes (2 samples each, T = "
+              f"{args.eval_temperature}): the expert's action π0 {rates['π0 at eval states']:.3f}, π1 "
+              f"{rates['π1 at eval states']:.3f}")
     metrics = out.read_json("dpo_metrics.json")
     print(f"check 9 on {run}: {args.dpo_steps} DPO batches of {args.dpo_prompts} prompts (β = {args.dpo_beta:g}) "
-          f"against {label} at "
-          f"{len(states)} Stage-3 states: "
-          f"{metrics['dpo_steps']} updates ({metrics['dpo_steps_without_pairs']} batches without a pair), last loss "
+          f"against {label} at {len(states)} Stage-3 states: {metrics['dpo_steps']} updates ({metrics['dpo_steps_without_pairs']} batches without a pair), last loss "
           f"{metrics.get('dpo_loss', float('nan')):.3f}")
     common.set_seed(args.seed)
     row = common.evaluate_row(agent, out, args, f"π1 (DPO vs {label})")
-    theirs = json.loads((run / "evals.json").read_text()) if (run / "evals.json").exists() else {}
-    split = args.eval_splits[0]
     print(f"{split}: π1 against {label} {row[split]['success']:.1f}% | "
           + " | ".join(f"{name} {theirs[name][split]['success']:.1f}%" for name in ("π0", "π1")
                        if split in theirs.get(name, {})))
     # the same policies on the states they reach themselves (their evaluation episodes), not on π0's
-    logs = {"π1 (this check)": out.path / "evals" / f"{common.slug(f'π1 (DPO vs {label})')}__{split}.jsonl"}
-    if theirs.get("π0", {}).get(split, {}).get("episodes") == args.eval_games:  # the run's π0, on the same games
-        logs = {"π0": run / "evals" / f"{common.slug('π0')}__{split}.jsonl", **logs}
-    for name, log in logs.items():
-        if log.exists():
-            r = own_episode_rates([envs.Trajectory.from_json(json.loads(line)) for line in log.open()], args, split)
+    pi1_log = out.path / "evals" / f"{common.slug(f'π1 (DPO vs {label})')}__{split}.jsonl"
+    pi1_episodes = [envs.Trajectory.from_json(json.loads(line)) for line in pi1_log.open()]
+    episodes = {"π0": (pi0_episodes, pi0_experts),
+                "π1 (this check)": (pi1_episodes, expert_actions_along(pi1_episodes, args, split))}
+    for name, (trajectories, experts) in episodes.items():
+        if trajectories:
+            r = own_episode_rates(trajectories, experts)
             print(f"check 9, {name} along its own {split} episodes: the expert's action {r['expert_action']:.3f}, "
                   f"repeats its previous action {r['repeats_previous']:.3f} ({r['steps']} steps)")
 

@@ -127,6 +127,7 @@ def test_agent_prm_quick(tmp_path):
     assert "pairs at 6 states" in check9.stdout and "π1 against 1[the expert's action]" in check9.stdout
     assert "π0's samples at these 6 states" in check9.stdout and "π1's samples at these 6 states" in check9.stdout
     assert "π1 (this check) along its own eval_in_distribution episodes" in check9.stdout
+    assert "at 6 states of π0's own eval_in_distribution episodes" in check9.stdout
     assert (out / "oracle_dpo_expert_2x4" / "policy" / "adapter_config.json").exists()
 
 

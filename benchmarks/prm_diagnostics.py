@@ -421,6 +421,17 @@ class Stage3State(NamedTuple):
     expert_action: str | None  # the household expert's action there (stage3_states(..., expert=True))
 
 
+def expert_action_at(traj: envs.Trajectory, t: int, args: agent_prm.Args, split: str,
+                     seed_of: dict[str, int]) -> str:
+    """The household expert's action at step t of a saved episode: its game (seed_of: envs.game_seeds of the
+    split) replayed to s_t (envs.replay), then asked."""
+    if traj.game_id not in seed_of:
+        sys.exit(f"error: {traj.game_id} is not one of the run's {split} games: no expert to replay it")
+    game = envs.make(args.env, split, seed_of[traj.game_id], max_steps=args.max_steps)
+    envs.replay(game, traj, t)
+    return game.expert_action()[1]
+
+
 def stage3_states(run: Path, args: agent_prm.Args, expert: bool = False) -> list[Stage3State]:
     """The run's Stage-3 prompt states s ~ D_1 (agent_prm.dpo_prompt_states of its Stage-1 trajectories, and of
     inverse_prm's one-step samples at expert states), each with its admissible actions and, with `expert`, the
@@ -436,17 +447,9 @@ def stage3_states(run: Path, args: agent_prm.Args, expert: bool = False) -> list
             where.setdefault(json.dumps(messages), (traj, t))
     seed_of = envs.game_seeds(args.env, "train", range(args.first_task, args.first_task + max(args.train_tasks,
                               getattr(args, "demos", 0))), max_steps=args.max_steps) if expert else {}
-
-    def expert_action(traj: envs.Trajectory, t: int) -> str:
-        if traj.game_id not in seed_of:
-            sys.exit(f"error: {traj.game_id} is not one of the run's training games: no expert to replay it")
-        game = envs.make(args.env, "train", seed_of[traj.game_id], max_steps=args.max_steps)
-        envs.replay(game, traj, t)
-        return game.expert_action()[1]
-
     states = agent_prm.dpo_prompt_states(trajectories, args.history_window, args.history_reasons, first_steps)
     firsts = [where[json.dumps(m)] for m in states]  # [(trajectory, step)], one per state
-    return [Stage3State(m, traj.admissible_at(t), expert_action(traj, t) if expert else None)
+    return [Stage3State(m, traj.admissible_at(t), expert_action_at(traj, t, args, "train", seed_of) if expert else None)
             for m, (traj, t) in zip(states, firsts)]
 
 
@@ -610,15 +613,7 @@ def good_action_rates(agent: common.AgentModel, args: agent_prm.Args, states: Se
 def expert_actions_along(episodes: Sequence[envs.Trajectory], args: agent_prm.Args, split: str) -> list[list[str]]:
     """The household expert's action at every step of these evaluation episodes (each state replayed in its game)."""
     seed_of = envs.game_seeds(args.env, split, range(args.eval_games), max_steps=args.max_steps)
-    actions = []
-    for traj in episodes:
-        row = []
-        for t in range(len(traj.steps)):
-            game = envs.make(args.env, split, seed_of[traj.game_id], max_steps=args.max_steps)
-            envs.replay(game, traj, t)
-            row.append(game.expert_action()[1])
-        actions.append(row)
-    return actions
+    return [[expert_action_at(traj, t, args, split, seed_of) for t in range(len(traj.steps))] for traj in episodes]
 
 
 def own_episode_rates(episodes: Sequence[envs.Trajectory], experts: Sequence[Sequence[str]]) -> dict:
@@ -678,14 +673,14 @@ def oracle_dpo_main(run: Path, oracle: str, dpo_steps: int | None, dpo_prompts: 
                                                         history_reasons=args.history_reasons), e)
                               for traj, row in zip(pi0_episodes, pi0_experts) for t, e in enumerate(row)],
                              census_states, args.seed)  # does the gain carry over to the eval games?
-    rates = out.read_json("rates.json") if (out.path / "rates.json").exists() else {}
+    rates = out.read_json("rates.json") if (out.path / "rates.json").exists() else {}  # π0's before Stage 3
     if pi0_states and "π0 at eval states" not in rates:
         common.set_seed(args.seed)
         rates["π0 at eval states"] = expert_rate_at(agent, args, pi0_states)
-        out.write_json("rates.json", rates)
     if "π0" not in rates:
         common.set_seed(args.seed)
-        out.write_json("rates.json", {**rates, "π0": good_action_rates(agent, args, probes, good)})
+        rates["π0"] = good_action_rates(agent, args, probes, good)
+    out.write_json("rates.json", rates)
     if out.done("stage3"):
         agent.load_role("policy", out.path / "policy")
     else:
@@ -696,7 +691,6 @@ def oracle_dpo_main(run: Path, oracle: str, dpo_steps: int | None, dpo_prompts: 
         agent.save_role("policy", out.path / "policy")
         out.write_json("dpo_metrics.json", metrics)
         out.mark_done("stage3")
-    rates = out.read_json("rates.json")
     if "π1" not in rates:
         common.set_seed(args.seed)
         rates["π1"] = good_action_rates(agent, args, probes, good)
@@ -714,7 +708,8 @@ def oracle_dpo_main(run: Path, oracle: str, dpo_steps: int | None, dpo_prompts: 
               f"{rates['π1 at eval states']:.3f}")
     metrics = out.read_json("dpo_metrics.json")
     print(f"check 9 on {run}: {args.dpo_steps} DPO batches of {args.dpo_prompts} prompts (β = {args.dpo_beta:g}) "
-          f"against {label} at {len(states)} Stage-3 states: {metrics['dpo_steps']} updates ({metrics['dpo_steps_without_pairs']} batches without a pair), last loss "
+          f"against {label} at {len(states)} Stage-3 states: {metrics['dpo_steps']} updates "
+          f"({metrics['dpo_steps_without_pairs']} batches without a pair), last loss "
           f"{metrics.get('dpo_loss', float('nan')):.3f}")
     common.set_seed(args.seed)
     row = common.evaluate_row(agent, out, args, f"π1 (DPO vs {label})")

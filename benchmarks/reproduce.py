@@ -1,20 +1,25 @@
 """Reproduce the papers' findings on the built-in household game with the tiny model, on a CPU.
 
-What it runs: π0 once (behaviour cloning of the tiny model on the expert, all cores), then for every seed
-(seeds side by side, `--jobs` at a time, each with cores/jobs threads), all starting from that π0:
+What it runs: π0 once (behaviour cloning of the tiny model on the expert, all cores), then for every seed, all
+starting from that π0 (each script a job; `--jobs` jobs side by side, each with cores/jobs threads):
   1. agent_prm.py   --iterations 2   (π1, π2, BoN(π_i, Q_j) with N = 4)
   2. inverse_prm.py --iterations 1   with the SFT baseline on the same demonstrations (Table 2)
   3. action_prm.py                   with its two SFT baselines and held-out likelihoods
   4. the N-scaling curve of Fig. 2b: BoN(π0, Q0) for N in --bon-n on the validation split (N = 1 is π0
-     sampled at the Best-of-N temperature, no PRM)
+     sampled at the Best-of-N temperature, no PRM); it waits for that seed's AgentPRM run
 Then it aggregates mean ± std over seeds into benchmarks/results.md (Table-1/Table-2-shaped), draws
 benchmarks/results.png (success vs N and vs iteration; needs matplotlib, skipped without it) and copies the
 tables into README.md between the `<!-- results:begin -->` / `<!-- results:end -->` markers.
 
+Sizes: the defaults fit about an hour on 2 cores (π0 cloned for 1.5 epochs, 20 games per evaluation split,
+AgentPRM's Stage 1 on 16 games, InversePRM on 64 demonstrations and 24 rollout games, Action-PRM on 16
+demonstrations). --full takes the
+sizes of the earlier, several-hour tables (3 epochs, 30 games, the scripts' default demonstrations).
+
 Every script resumes from its run folder, so an interrupted reproduce.py picks up where it stopped.
 
-    python benchmarks/reproduce.py                 # 3 seeds, everything: several hours on 2 cores
-    python benchmarks/reproduce.py --only agent_prm inverse_prm --iterations 1     # a part (~1.5 h on 2 cores)
+    python benchmarks/reproduce.py                 # 3 seeds, everything: about an hour on 2 cores
+    python benchmarks/reproduce.py --full          # the same at the larger sizes: several hours
     python benchmarks/reproduce.py --quick         # every script's --quick, 1 seed: checks the pipeline
 """
 
@@ -35,19 +40,32 @@ sys.path.insert(0, str(ROOT))
 
 
 STEPS = ["agent_prm", "inverse_prm", "action_prm", "bon_curve"]
+# (flag, default: about an hour on 2 cores, --full: the earlier tables' size, what it sets). The full values
+# are the scripts' own defaults, except --eval-games (the scripts': 50).
+SIZES = [
+    ("--sft-epochs", 1.5, 3.0, "behaviour-cloning epochs of the shared π0 on 2,000 expert games"),
+    ("--eval-games", 20, 30, "games per evaluation split, every script"),
+    ("--agent-train-tasks", 16, 32, "games AgentPRM rolls out in Stage 1, 4 times each (--train-tasks)"),
+    ("--inverse-demos", 64, 200, "InversePRM's expert demonstrations (D+) and its SFT baseline's (--demos)"),
+    ("--inverse-train-tasks", 24, 64, "games InversePRM's π0 rolls out for D- (--train-tasks)"),
+    ("--action-demos", 16, 48, "Action-PRM's action-only demonstrations (--demos)"),
+    ("--action-heldout-demos", 8, 16, "Action-PRM's held-out demonstrations of the likelihood table (--heldout-demos)"),
+]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds (one full pipeline each)")
-    p.add_argument("--jobs", type=int, default=2, help="seeds run in parallel (each gets cores/jobs threads)")
+    p.add_argument("--jobs", type=int, default=2, help="scripts run side by side (each gets cores/jobs threads; a job is one "
+                   "script of one seed)")
     p.add_argument("--bon-n", type=int, nargs="+", default=[1, 2, 4, 8, 16],
                    help="N values of the Best-of-N curve BoN(π0, Q0) (Fig. 2b)")
     p.add_argument("--iterations", type=int, default=2, help="AgentPRM iterations")
-    p.add_argument("--eval-games", type=int, default=30, help="games per eval split, every script (the scripts' "
-                   "default is 50; 30 keeps the whole run near an hour)")
-    p.add_argument("--sft-epochs", type=float, help="behaviour-cloning epochs of the shared π0 (default: the "
-                   "scripts' --sft-epochs; the tables made before 2026-11-22 used 1)")
+    sizes = p.add_argument_group("sizes", "the defaults fit about an hour on 2 cores; --full takes the larger value given")
+    for flag, hour, full, what in SIZES:
+        sizes.add_argument(flag, type=type(hour), help=f"{what} (default {hour}; --full: {full})")
+    p.add_argument("--full", action="store_true", help="the larger sizes of the earlier tables (several hours on "
+                   "2 cores) for every size flag not given")
     p.add_argument("--quick", action="store_true", help="every script with --quick and one seed: a pipeline check")
     p.add_argument("--out", default=str(ROOT / "runs" / "reproduce"), help="folder of the per-seed run folders")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results.md"), help="the Markdown table written")
@@ -59,6 +77,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-readme", action="store_true", help="do not copy the tables into README.md")
     p.add_argument("--bon-curve", metavar="RUN", help=argparse.SUPPRESS)  # internal: one BoN curve, in a subprocess
     args = p.parse_args(argv)
+    for flag, hour, full, _ in SIZES:
+        name = flag[2:].replace("-", "_")
+        if getattr(args, name) is None:
+            setattr(args, name, full if args.full else hour)
     if args.quick and argv is not None and "--seeds" not in argv:
         args.seeds = args.seeds[:1]
     args.command = " ".join(["python benchmarks/reproduce.py", *(argv or [])])
@@ -90,36 +112,59 @@ def clone_pi0(args: argparse.Namespace) -> Path:
     evaluates it and stops). Every seed's algorithms start from this same π0, as in the paper where π0 is one
     given SFT policy; the seeds vary the rollouts, the PRMs and the policy updates."""
     pi0_run = Path(args.out) / "pi0"
-    sizes = ["--quick"] if args.quick else ["--eval-games", str(args.eval_games)]
-    sizes += ["--sft-epochs", str(args.sft_epochs)] if args.sft_epochs is not None else []
+    sizes = ["--quick"] if args.quick else ["--eval-games", str(args.eval_games), "--sft-epochs", str(args.sft_epochs)]
     run_script([sys.executable, "agent_prm.py", "--seed", "0", "--iterations", "0", "--out", str(pi0_run), *sizes],
                Path(args.out) / "pi0.log", os.cpu_count() or 1)
     return pi0_run
 
 
-def seed_pipeline(seed: int, args: argparse.Namespace, pi0_run: Path, threads: int) -> None:
+def seed_commands(seed: int, args: argparse.Namespace, pi0_run: Path) -> dict[str, list[str]]:
+    """{step: command} of one seed's pipeline, for the steps in --only."""
     py, base = sys.executable, Path(args.out) / f"s{seed}"
-    sizes = ["--quick"] if args.quick else ["--eval-games", str(args.eval_games)]
-    sizes += ["--bon-n", "0"] if args.no_bon_rows else []
     pi0_args = json.loads((pi0_run / "args.json").read_text())
     # π0 = the cloned tiny model, no further cloning; algorithm games start after π0's cloning games
-    shared = ["--model", str(pi0_run / "pi0_base"), "--sft-demos", "0", "--first-task", str(pi0_args["first_task"])]
-    agent_run = base / "agent_prm"
-    if "agent_prm" in args.only:
-        run_script([py, "agent_prm.py", "--seed", str(seed), *shared, "--iterations", str(args.iterations), "--out",
-                    str(agent_run), *sizes], base / "agent_prm.log", threads)
+    shared = ["--seed", str(seed), "--model", str(pi0_run / "pi0_base"), "--sft-demos", "0",
+              "--first-task", str(pi0_args["first_task"])]
+    sizes = {"agent_prm": ["--train-tasks", str(args.agent_train_tasks)], "inverse_prm": ["--demos", str(args.inverse_demos), "--train-tasks",
+                                              str(args.inverse_train_tasks)],
+             "action_prm": ["--demos", str(args.action_demos), "--heldout-demos", str(args.action_heldout_demos)]}
     # π0 was cloned on prompts whose history shows environment actions only (agent_prm's default); Action-PRM
     # by default carries its inferred thoughts in the history, which this π0 never saw, so it runs without.
-    extra = {"inverse_prm": [], "action_prm": ["--no-history-reasons"]}
-    for script in ("inverse_prm", "action_prm"):
-        if script in args.only:
-            run_script([py, f"{script}.py", "--seed", str(seed), *shared, *extra[script], "--out", str(base / script),
-                        *sizes], base / f"{script}.log", threads)
+    always = {"agent_prm": ["--iterations", str(args.iterations)], "inverse_prm": [],
+              "action_prm": ["--no-history-reasons"]}
+    commands = {}
+    for script in ("agent_prm", "inverse_prm", "action_prm"):
+        own = ["--quick"] if args.quick else ["--eval-games", str(args.eval_games), *sizes[script]]
+        own += ["--bon-n", "0"] if args.no_bon_rows and script != "action_prm" else []
+        commands[script] = [py, f"{script}.py", *shared, *always[script], "--out", str(base / script), *own]
     # The N curve reuses π0 and Q0 of the AgentPRM run (a separate process, so its thread count is set alike).
-    if "bon_curve" in args.only:
-        run_script([py, str(Path(__file__).resolve()), "--bon-curve", str(agent_run), "--bon-n",
-                    *[str(n) for n in args.bon_n], *(["--quick"] if args.quick else [])], base / "bon_curve.log",
-                   threads)
+    commands["bon_curve"] = [py, str(Path(__file__).resolve()), "--bon-curve", str(base / "agent_prm"), "--bon-n",
+                             *[str(n) for n in args.bon_n], *(["--quick"] if args.quick else [])]
+    return {step: cmd for step, cmd in commands.items() if step in args.only}
+
+
+def run_seeds(args: argparse.Namespace, pi0_run: Path, threads: int) -> None:
+    """Every (seed, step) is one job of a pool of --jobs workers, so the cores stay busy until the last job
+    (a pool of whole seed pipelines would leave a core idle while the third of 3 seeds runs alone). A seed's
+    curve waits for its AgentPRM run; curves are queued last, so by the time a worker takes one, that run
+    has started, and waiting cannot deadlock the pool."""
+    commands = {s: seed_commands(s, args, pi0_run) for s in args.seeds}
+    log = lambda s, step: Path(args.out) / f"s{s}" / f"{step}.log"  # noqa: E731
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        agent_runs = {s: pool.submit(run_script, cmds["agent_prm"], log(s, "agent_prm"), threads)
+                      for s, cmds in commands.items() if "agent_prm" in cmds}
+        jobs = list(agent_runs.values())
+        jobs += [pool.submit(run_script, cmds[step], log(s, step), threads)
+                 for step in ("inverse_prm", "action_prm") for s, cmds in commands.items() if step in cmds]
+
+        def curve(seed: int, cmd: list[str]) -> None:
+            if seed in agent_runs:
+                agent_runs[seed].result()  # re-raises its failure: no curve without π0's PRM
+            run_script(cmd, log(seed, "bon_curve"), threads)
+
+        jobs += [pool.submit(curve, s, cmds["bon_curve"]) for s, cmds in commands.items() if "bon_curve" in cmds]
+        for job in jobs:
+            job.result()  # re-raises a failed script's error
 
 
 def bon_curve(run_path: Path, ns: list[int], quick: bool) -> None:
@@ -329,15 +374,14 @@ def main(argv: list[str] | None = None) -> None:
         bon_curve(Path(args.bon_curve), args.bon_n, args.quick)
         return
     threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
-    print(f"reproduce: seeds {args.seeds}, {args.jobs} at a time with {threads} thread(s) each; runs in {args.out}")
+    print(f"reproduce: seeds {args.seeds}, {args.jobs} jobs at a time with {threads} thread(s) each; runs in {args.out}")
     if not args.no_run:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         with open(Path(args.out) / "commands.txt", "a") as log:  # results.md lists every command that ran
             log.write(args.command + "\n")
-        pi0_run = clone_pi0(args)
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            for future in [pool.submit(seed_pipeline, s, args, pi0_run, threads) for s in args.seeds]:
-                future.result()  # re-raises a failed script's error
+        t0 = time.time()
+        run_seeds(args, clone_pi0(args), threads)
+        print(f"reproduce: all runs done in {(time.time() - t0) / 60:.1f} min")
     markdown = aggregate(args)
     results = Path(args.results)
     results.write_text(markdown + "\n")

@@ -54,3 +54,55 @@ def test_heldout_likelihood_table_averages_seeds(tmp_path):
     assert "| model | no thought | inferred z* | marginal | expert reason |" in markdown
     std = math.sqrt(0.02)  # sample std of {-1.5, -1.3}
     assert f"| Action-PRM π1 | -29.000 ± 0.000 | -0.700 ± 0.000 | -1.400 ± {std:.3f} | – |" in markdown
+
+
+def _pi0_run(tmp_path):
+    pi0 = tmp_path / "pi0"
+    pi0.mkdir()
+    (pi0 / "args.json").write_text(json.dumps({"first_task": 2000}))
+    return pi0
+
+
+def test_sizes_default_to_the_hour_budget_and_full_takes_the_larger_ones(tmp_path):
+    pi0 = _pi0_run(tmp_path)
+    hour = reproduce.seed_commands(1, reproduce.parse_args(["--out", str(tmp_path)]), pi0)
+    full = reproduce.seed_commands(1, reproduce.parse_args(["--out", str(tmp_path), "--full", "--eval-games", "40"]), pi0)
+
+    def flag(cmd, name):
+        return cmd[cmd.index(name) + 1]
+
+    assert flag(hour["inverse_prm"], "--demos") == "64" and flag(full["inverse_prm"], "--demos") == "200"
+    assert flag(hour["inverse_prm"], "--train-tasks") == "24" and flag(full["inverse_prm"], "--train-tasks") == "64"
+    assert flag(hour["action_prm"], "--demos") == "16" and flag(full["action_prm"], "--heldout-demos") == "16"
+    assert flag(hour["agent_prm"], "--train-tasks") == "16" and flag(full["agent_prm"], "--train-tasks") == "32"
+    assert flag(hour["agent_prm"], "--eval-games") == "20" and flag(full["agent_prm"], "--eval-games") == "40"
+    for cmds in (hour, full):  # every script starts from the shared π0, after its cloning games
+        for script in ("agent_prm", "inverse_prm", "action_prm"):
+            assert flag(cmds[script], "--model") == str(pi0 / "pi0_base")
+            assert flag(cmds[script], "--sft-demos") == "0" and flag(cmds[script], "--first-task") == "2000"
+    assert "--no-history-reasons" in hour["action_prm"] and flag(hour["agent_prm"], "--iterations") == "2"
+    assert reproduce.parse_args(["--full"]).sft_epochs == 3.0 and reproduce.parse_args([]).sft_epochs == 1.5
+    quick = reproduce.seed_commands(1, reproduce.parse_args(["--out", str(tmp_path), "--quick"]), pi0)
+    assert "--quick" in quick["inverse_prm"] and "--demos" not in quick["inverse_prm"]
+
+
+def test_jobs_run_every_script_of_every_seed_and_each_curve_after_its_agent_prm_run(tmp_path, monkeypatch):
+    import time
+
+    pi0 = _pi0_run(tmp_path)
+    for jobs in (1, 2, 4):  # 4: a free worker reaches the curves while the AgentPRM runs still go
+        events = []
+
+        def fake_run_script(cmd, log_path, threads):
+            job = (log_path.parent.name, log_path.stem)
+            events.append(("start", job))
+            time.sleep(0.3 if job[1] == "agent_prm" else 0.0)
+            events.append(("end", job))
+
+        monkeypatch.setattr(reproduce, "run_script", fake_run_script)
+        args = reproduce.parse_args(["--out", str(tmp_path), "--jobs", str(jobs)])
+        reproduce.run_seeds(args, pi0, threads=1)  # jobs=1 would hang if a curve waited on a queued run
+        ended = [job for what, job in events if what == "end"]
+        assert sorted(ended) == sorted((f"s{s}", step) for s in (1, 2, 3) for step in reproduce.STEPS)
+        for s in (1, 2, 3):
+            assert events.index(("start", (f"s{s}", "bon_curve"))) > events.index(("end", (f"s{s}", "agent_prm")))

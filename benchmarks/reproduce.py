@@ -13,8 +13,8 @@ tables into README.md between the `<!-- results:begin -->` / `<!-- results:end -
 
 Sizes: the defaults fit about an hour on 2 cores (π0 cloned for 1.5 epochs, 20 games per evaluation split,
 AgentPRM's Stage 1 on 16 games, InversePRM on 64 demonstrations and 24 rollout games, Action-PRM on 16
-demonstrations). --full takes the
-sizes of the earlier, several-hour tables (3 epochs, 30 games, the scripts' default demonstrations).
+demonstrations). --full takes the sizes of the earlier, several-hour tables (3 epochs, 30 games, the scripts'
+default demonstrations and rollouts).
 
 Every script resumes from its run folder, so an interrupted reproduce.py picks up where it stopped.
 
@@ -56,12 +56,13 @@ SIZES = [
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds (one full pipeline each)")
-    p.add_argument("--jobs", type=int, default=2, help="scripts run side by side (each gets cores/jobs threads; a job is one "
-                   "script of one seed)")
+    p.add_argument("--jobs", type=int, default=2, help="scripts run side by side (a job is one script of one "
+                   "seed; each gets cores/jobs threads)")
     p.add_argument("--bon-n", type=int, nargs="+", default=[1, 2, 4, 8, 16],
                    help="N values of the Best-of-N curve BoN(π0, Q0) (Fig. 2b)")
     p.add_argument("--iterations", type=int, default=2, help="AgentPRM iterations")
-    sizes = p.add_argument_group("sizes", "the defaults fit about an hour on 2 cores; --full takes the larger value given")
+    sizes = p.add_argument_group("sizes", "the defaults fit about an hour on 2 cores; --full takes the larger "
+                                 "value given")
     for flag, hour, full, what in SIZES:
         sizes.add_argument(flag, type=type(hour), help=f"{what} (default {hour}; --full: {full})")
     p.add_argument("--full", action="store_true", help="the larger sizes of the earlier tables (several hours on "
@@ -125,8 +126,8 @@ def seed_commands(seed: int, args: argparse.Namespace, pi0_run: Path) -> dict[st
     # π0 = the cloned tiny model, no further cloning; algorithm games start after π0's cloning games
     shared = ["--seed", str(seed), "--model", str(pi0_run / "pi0_base"), "--sft-demos", "0",
               "--first-task", str(pi0_args["first_task"])]
-    sizes = {"agent_prm": ["--train-tasks", str(args.agent_train_tasks)], "inverse_prm": ["--demos", str(args.inverse_demos), "--train-tasks",
-                                              str(args.inverse_train_tasks)],
+    sizes = {"agent_prm": ["--train-tasks", str(args.agent_train_tasks)],
+             "inverse_prm": ["--demos", str(args.inverse_demos), "--train-tasks", str(args.inverse_train_tasks)],
              "action_prm": ["--demos", str(args.action_demos), "--heldout-demos", str(args.action_heldout_demos)]}
     # π0 was cloned on prompts whose history shows environment actions only (agent_prm's default); Action-PRM
     # by default carries its inferred thoughts in the history, which this π0 never saw, so it runs without.

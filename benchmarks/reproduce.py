@@ -55,14 +55,14 @@ SIZES = [
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds (one full pipeline each)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds (every script runs once per seed)")
     p.add_argument("--jobs", type=int, default=2, help="scripts run side by side (a job is one script of one "
                    "seed; each gets cores/jobs threads)")
     p.add_argument("--bon-n", type=int, nargs="+", default=[1, 2, 4, 8, 16],
                    help="N values of the Best-of-N curve BoN(π0, Q0) (Fig. 2b)")
     p.add_argument("--iterations", type=int, default=2, help="AgentPRM iterations")
-    sizes = p.add_argument_group("sizes", "the defaults fit about an hour on 2 cores; --full takes the larger "
-                                 "value given")
+    sizes = p.add_argument_group("sizes", "the defaults fit about an hour on 2 cores; with --full, each takes "
+                                 "the value its help names after '--full:'")
     for flag, hour, full, what in SIZES:
         sizes.add_argument(flag, type=type(hour), help=f"{what} (default {hour}; --full: {full})")
     p.add_argument("--full", action="store_true", help="the larger sizes of the earlier tables (several hours on "

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import statistics
 import sys
@@ -146,6 +147,114 @@ def bench_prefix_sharing(g: int = 8, prompt_tokens: int = 512, model_name: str =
           f"max |Δ log p| = {diff:.2e}")
 
 
+def _with_lora(model, r: int = 16, alpha: int = 32):
+    """The model wrapped as the algorithms wrap it (LoRA on every linear layer), with random non-zero A and B
+    so that the adapter changes the outputs, as a trained π_i or PRM adapter does."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    peft_model = get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, target_modules="all-linear",
+                                                  task_type="CAUSAL_LM"))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_" in name:
+                p.normal_(0.0, 0.05)
+    return peft_model.eval()
+
+
+@contextlib.contextmanager
+def _unfolded():
+    """common's calls without lora_folded: every linear runs W x + s·B(A x), as PEFT does by default."""
+    import common
+
+    folded = common.lora_folded
+    common.lora_folded = lambda lm: contextlib.nullcontext()
+    try:
+        yield
+    finally:
+        common.lora_folded = folded
+
+
+def bench_lora_folding(batch: int = 32, new_tokens: int = 32, repeats: int = 5) -> None:
+    """Inference through a LoRA adapter: folded into the base weights (common.lora_folded, what the algorithms
+    do without gradients) vs PEFT's unfolded forward, for scoring `batch` (prompt, response) pairs and for
+    generating `new_tokens` greedy tokens for `batch` prompts; interleaved rounds, median reported."""
+    import torch
+
+    import common
+
+    model, tokenizer, codec, prompts = _tiny_model()
+    model = _with_lora(model)
+    demos = envs.expert_demonstrations("household", "train", 20)
+    examples = common.sft_examples(demos, 2)[:batch]
+    prompt_ids = [codec.prompt_ids(m) for m, _ in examples]
+    response_ids = [codec.response_ids(r) for _, r in examples]
+    pad = tokenizer.pad_token_id
+    score = lambda: common.sequence_logprobs(model, prompt_ids, response_ids, pad, batch_size=batch)[0]  # noqa: E731
+    config = dict(n=1, temperature=0.0, max_new_tokens=new_tokens, batch_size=batch)
+    gen = lambda: common.generate(model, codec, prompts[:batch], **config)  # noqa: E731
+    with torch.no_grad():
+        score(), gen()  # warm-up
+        score_rounds, gen_rounds, diff, same_tokens = [], [], 0.0, True
+        for _ in range(repeats):
+            t_folded, folded = _timed(score)
+            with _unfolded():
+                t_plain, plain = _timed(score)
+            score_rounds.append((t_plain, t_folded))
+            diff = max(diff, (folded - plain).abs().max().item())
+            t_folded, folded_samples = _timed(gen)
+            with _unfolded():
+                t_plain, plain_samples = _timed(gen)
+            gen_rounds.append((t_plain, t_folded))
+            same_tokens &= [s[0].token_ids for s in folded_samples] == [s[0].token_ids for s in plain_samples]
+    for what, rounds in (("scoring", score_rounds), ("generation", gen_rounds)):
+        t_plain, t_folded, ratio, low, high = _median_ratio(rounds)
+        print(f"LoRA folded, {what}: {t_folded:.3f} s vs unfolded {t_plain:.3f} s -> {ratio:.2f}x (median of "
+              f"{repeats} rounds, range {low:.2f}-{high:.2f}x; tiny model + r=16 adapter, batch {batch})")
+    print(f"LoRA folded: max |Δ log p| = {diff:.2e} over {batch} responses; greedy tokens "
+          f"{'identical' if same_tokens else 'DIFFERENT'}")
+
+
+def _allocator_workload(seconds_file: str) -> None:
+    """What bench_allocator times in a child process: sampling 4 responses for 16 prompts, 3 times."""
+    import torch
+
+    import common
+
+    torch.manual_seed(0)
+    model, _, codec, prompts = _tiny_model()
+    start = time.perf_counter()
+    for _ in range(3):
+        common.generate(model, codec, prompts[:16], n=4, temperature=0.7, max_new_tokens=48, batch_size=32)
+    Path(seconds_file).write_text(str(time.perf_counter() - start))
+
+
+def bench_allocator(repeats: int = 5) -> None:
+    """The same generation workload in a child process with glibc malloc's defaults vs with reproduce.py's
+    MALLOC_ENV (freed memory kept in the process), interleaved rounds, median reported."""
+    import os
+    import subprocess
+    import tempfile
+
+    from reproduce import MALLOC_ENV
+
+    here = Path(__file__).resolve().parent
+    plain_env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
+
+    def child(env: dict[str, str]) -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            seconds = Path(tmp) / "seconds"
+            subprocess.run([sys.executable, "-c", f"import speed; speed._allocator_workload({str(seconds)!r})"],
+                           cwd=here, env=env, check=True, capture_output=True)
+            return float(seconds.read_text())
+
+    rounds = [(child(plain_env), child({**plain_env, **MALLOC_ENV})) for _ in range(repeats)]
+    t_plain, t_tuned, ratio, low, high = _median_ratio(rounds)
+    settings = " ".join(f"{k}={v}" for k, v in MALLOC_ENV.items())
+    print(f"allocator: {settings}: {t_tuned:.2f} s vs glibc defaults {t_plain:.2f} s -> {ratio:.2f}x (median of "
+          f"{repeats} rounds, range {low:.2f}-{high:.2f}x; tiny model sampling 4 x 16 responses, 3 times)")
+
+
 def bench_quick_runs() -> None:
     """Wall time of each algorithm's --quick run (tiny model, CPU), in a temporary folder."""
     import subprocess
@@ -164,7 +273,7 @@ def bench_quick_runs() -> None:
 
 
 SECTIONS = {"env": bench_env, "generation": bench_generation, "prefix": bench_prefix_sharing,
-            "quick": bench_quick_runs}
+            "lora": bench_lora_folding, "allocator": bench_allocator, "quick": bench_quick_runs}
 
 
 def main() -> None:
@@ -172,14 +281,14 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(SECTIONS), nargs="+", help="run only these sections")
     parser.add_argument("--prefix-model", default="tiny", help="model for the prefix-sharing section "
                         "(tiny, or e.g. smollm2-135m)")
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds of the generation and "
-                        "prefix-sharing comparisons; the median speed-up is printed, with the range")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds of the generation, "
+                        "prefix-sharing, LoRA-folding and allocator comparisons; the median speed-up is printed, "
+                        "with the range")
     parser.add_argument("--readme", action="store_true", help="also write the printed lines into README.md "
                         "between the <!-- speed:begin --> / <!-- speed:end --> markers")
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
-    import contextlib
     import io
     import os
 
@@ -197,8 +306,8 @@ def main() -> None:
         for name in args.only or SECTIONS:
             if name == "prefix":
                 bench_prefix_sharing(model_name=args.prefix_model, repeats=args.repeats)
-            elif name == "generation":
-                bench_generation(repeats=args.repeats)
+            elif name in ("generation", "lora", "allocator"):
+                SECTIONS[name](repeats=args.repeats)
             else:
                 SECTIONS[name]()
     if args.readme:

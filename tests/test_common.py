@@ -1,5 +1,6 @@
 """Plumbing: log-prob scoring parity, generation, scalar heads, adapters, the training loop, the CLI."""
 
+import contextlib
 import dataclasses
 import math
 import warnings
@@ -178,6 +179,48 @@ def test_agent_model_roles_share_one_base(tiny_folder, tmp_path):
     assert torch.equal(agent.heads["prm"].weight, before)
 
 
+def test_lora_folded_inference_equals_the_adapter_forward_and_leaves_the_model_as_it_was(tiny_folder, monkeypatch):
+    runtime = common.resolve_runtime("cpu")
+    agent = common.build_agent_model(str(tiny_folder), runtime, quantize=False, lora_r=4, lora_alpha=8,
+                                     max_length=1024)
+    with torch.no_grad():
+        for p in agent.trainable_parameters("policy"):
+            p.normal_(0.0, 0.1)  # B = 0 at init: make the adapter change the outputs
+    agent.add_role("reference")  # a second (zero) adapter: only the active one may be folded in
+    prompts, responses = _pairs(agent.codec, 3)
+    pad = agent.tokenizer.pad_token_id
+    with torch.enable_grad():  # with gradients lora_folded does nothing: PEFT's own W x + s·B(A x)
+        unfolded = common.sequence_logprobs(agent.peft, prompts, responses, pad)[0]
+        unfolded.sum().backward()
+    policy_params = agent.trainable_parameters("policy")
+    assert all(p.grad is not None for p in policy_params)  # A and B still get gradients
+    agent.peft.zero_grad(set_to_none=True)
+    unfolded = unfolded.detach()
+    with torch.no_grad(), agent.peft.disable_adapter():
+        base = common.sequence_logprobs(agent.peft, prompts, responses, pad)[0]
+    policy_params[0].requires_grad_(False)  # a frozen LoRA matrix (PEFT's disable_adapter() would unfreeze it)
+    before = {n: (p, p.detach().clone(), p.requires_grad) for n, p in agent.peft.named_parameters()}
+    with torch.no_grad():
+        folded = common.sequence_logprobs(agent.peft, prompts, responses, pad)[0]
+        with common.lora_folded(agent.peft):  # nested: the inner calls see disabled adapters and fold nothing
+            nested = common.sequence_logprobs(agent.peft, prompts, responses, pad)[0]
+    assert torch.allclose(folded, unfolded, atol=1e-4) and torch.allclose(nested, unfolded, atol=1e-4)
+    assert not torch.allclose(folded, base, atol=1e-2)  # the adapter was in the folded forward
+    # the very same parameters, values and requires_grad flags as before (swapped back, not subtracted)
+    after = dict(agent.peft.named_parameters())
+    assert after.keys() == before.keys()
+    for name, (p, value, flag) in before.items():
+        assert after[name] is p and torch.equal(p, value) and p.requires_grad == flag, name
+    # generation samples the same greedy tokens folded and unfolded
+    messages = [m for m, _ in common.sft_examples(envs.expert_demonstrations("household", "train", 2), 2)[:3]]
+    folded_tokens = [s[0].token_ids for s in common.generate(agent.peft, agent.codec, messages, temperature=0.0,
+                                                               max_new_tokens=10)]
+    monkeypatch.setattr(common, "lora_folded", lambda lm: contextlib.nullcontext())
+    plain_tokens = [s[0].token_ids for s in common.generate(agent.peft, agent.codec, messages, temperature=0.0,
+                                                              max_new_tokens=10)]
+    assert folded_tokens == plain_tokens
+
+
 def test_4bit_base_with_lora_trains_on_cpu(tiny_folder):
     pytest.importorskip("bitsandbytes")
     runtime = common.resolve_runtime("cpu")
@@ -189,6 +232,12 @@ def test_4bit_base_with_lora_trains_on_cpu(tiny_folder):
     sums, _ = common.sequence_logprobs(agent.peft, prompts, responses, agent.tokenizer.pad_token_id)
     (-sums.sum()).backward()
     assert all(p.grad is not None for p in params)
+    # a 4-bit base is never folded into (that would need re-quantizing): the adapters stay on
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    lora_layers = [m for m in agent.peft.modules() if isinstance(m, BaseTunerLayer)]
+    with torch.no_grad(), common.lora_folded(agent.peft):
+        assert lora_layers and not any(m.disable_adapters for m in lora_layers)
 
 
 def test_unknown_model_and_bad_flags_are_user_errors():

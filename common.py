@@ -687,7 +687,8 @@ def lora_folded(lm):
     r = 16 adapter, folded generation is 1.2-1.3× and scoring ~1.4× faster (`benchmarks/speed.py --only lora`).
 
     The original weight tensors are swapped back afterwards (not un-merged by subtraction), so no round-off
-    accumulates in the shared base over thousands of calls. A no-op, i.e. the plain adapter forward, when
+    accumulates in the shared base over thousands of calls. While it is active, the folded copies take as much
+    memory as the adapted weights (the default GPU path, a 4-bit base, is never folded). A no-op, i.e. the plain adapter forward, when
     gradients are on (training needs A and B), when `lm` has no LoRA, when the adapters are disabled (this also
     makes nesting safe), or when a base layer is not a plain nn.Linear (a 4-bit base would need re-quantizing)."""
     from peft import PeftModel

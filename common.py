@@ -687,10 +687,10 @@ def lora_folded(lm):
     r = 16 adapter, folded generation is 1.2-1.3× and scoring ~1.4× faster (`benchmarks/speed.py --only lora`).
 
     The original weight tensors are swapped back afterwards (not un-merged by subtraction), so no round-off
-    accumulates in the shared base over thousands of calls. While it is active, the folded copies take as much
-    memory as the adapted weights (the default GPU path, a 4-bit base, is never folded). A no-op, i.e. the plain adapter forward, when
-    gradients are on (training needs A and B), when `lm` has no LoRA, when the adapters are disabled (this also
-    makes nesting safe), or when a base layer is not a plain nn.Linear (a 4-bit base would need re-quantizing)."""
+    accumulates in the shared base over thousands of calls; while active, the folded copies take as much memory
+    as the adapted weights. A no-op, i.e. the plain adapter forward, when gradients are on (training needs A and
+    B), when `lm` has no LoRA, when the adapters are disabled (this also makes nesting safe), or when a base
+    layer is not a plain nn.Linear: a 4-bit base (the default GPU path) would need re-quantizing."""
     from peft import PeftModel
     from peft.tuners.lora.layer import Linear as LoraLinear
     from peft.tuners.tuners_utils import BaseTunerLayer
@@ -791,19 +791,19 @@ def generate_from_ids(lm, codec: ChatCodec, prompt_ids: Sequence[Sequence[int]],
     was_training = lm.training
     lm.eval()
     batches = _by_length(len(prompt_ids), [len(p) for p in prompt_ids], max(1, batch_size // n))
-    for batch in tqdm(batches, desc=progress, leave=False, disable=progress is None):
-        input_ids, attention_mask = _pad([prompt_ids[i] for i in batch], pad, left=True, device=device)  # [b, P]
-        with lora_folded(lm):
+    with lora_folded(lm):
+        for batch in tqdm(batches, desc=progress, leave=False, disable=progress is None):
+            input_ids, attention_mask = _pad([prompt_ids[i] for i in batch], pad, left=True, device=device)  # [b, P]
             cache = _prefill_shared(lm, input_ids, attention_mask, n) if n > 1 else None
             out = lm.generate(input_ids=input_ids.repeat_interleave(n, dim=0),
                               attention_mask=attention_mask.repeat_interleave(n, dim=0), past_key_values=cache,
                               generation_config=config)
-        new_tokens = out[:, input_ids.shape[1]:].tolist()  # [b * n, new]
-        for row, tokens in enumerate(new_tokens):
-            cut = next((k for k, t in enumerate(tokens) if t in codec.eot_ids), None)
-            kept = tokens[:cut + 1] if cut is not None else [t for t in tokens if t != pad]
-            text = codec.tokenizer.decode(kept, skip_special_tokens=True).strip()
-            results[batch[row // n]].append(Sample(text, kept, cut is not None))
+            new_tokens = out[:, input_ids.shape[1]:].tolist()  # [b * n, new]
+            for row, tokens in enumerate(new_tokens):
+                cut = next((k for k, t in enumerate(tokens) if t in codec.eot_ids), None)
+                kept = tokens[:cut + 1] if cut is not None else [t for t in tokens if t != pad]
+                text = codec.tokenizer.decode(kept, skip_special_tokens=True).strip()
+                results[batch[row // n]].append(Sample(text, kept, cut is not None))
     lm.train(was_training)
     return results
 
@@ -829,18 +829,18 @@ def sequence_logprobs(lm, prompt_ids: Sequence[Sequence[int]], response_ids: Seq
     trunk, head = split_lm(lm)
     sums, counts = [], []
     batches = [list(range(i, min(i + batch_size, len(prompt_ids)))) for i in range(0, len(prompt_ids), batch_size)]
-    for batch in tqdm(batches, desc=progress, leave=False, disable=progress is None):
-        seqs = [list(prompt_ids[i]) + list(response_ids[i]) for i in batch]
-        ids, mask = _pad(seqs, pad_id, left=False, device=device)  # [b, T]
-        with lora_folded(lm):  # no-op when grad is on
+    with lora_folded(lm):  # no-op when grad is on
+        for batch in tqdm(batches, desc=progress, leave=False, disable=progress is None):
+            seqs = [list(prompt_ids[i]) + list(response_ids[i]) for i in batch]
+            ids, mask = _pad(seqs, pad_id, left=False, device=device)  # [b, T]
             hidden = trunk(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state  # [b, T, H]
-        lp = [len(prompt_ids[i]) for i in batch]
-        lr = [len(response_ids[i]) for i in batch]
-        rows, pred, target = _response_positions(lp, lr, device)
-        logits = head(hidden[rows, pred]).float()  # [N, V] only the N response positions
-        token_logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[rows, target].unsqueeze(-1)).squeeze(-1)  # [N]
-        sums.append(torch.zeros(len(batch), device=device, dtype=torch.float32).index_add(0, rows, token_logp))
-        counts.append(torch.tensor(lr, device=device, dtype=torch.float32))
+            lp = [len(prompt_ids[i]) for i in batch]
+            lr = [len(response_ids[i]) for i in batch]
+            rows, pred, target = _response_positions(lp, lr, device)
+            logits = head(hidden[rows, pred]).float()  # [N, V] only the N response positions; token_logp [N]
+            token_logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[rows, target].unsqueeze(-1)).squeeze(-1)
+            sums.append(torch.zeros(len(batch), device=device, dtype=torch.float32).index_add(0, rows, token_logp))
+            counts.append(torch.tensor(lr, device=device, dtype=torch.float32))
     return torch.cat(sums), torch.cat(counts)
 
 
@@ -852,13 +852,13 @@ def scalar_scores(lm, head: torch.nn.Module, sequences: Sequence[Sequence[int]],
     trunk, _ = split_lm(lm)
     scores = []
     batches = [list(range(i, min(i + batch_size, len(sequences)))) for i in range(0, len(sequences), batch_size)]
-    for batch in tqdm(batches, desc=progress, leave=False, disable=progress is None):
-        ids, mask = _pad([sequences[i] for i in batch], pad_id, left=False, device=device)
-        with lora_folded(lm):  # no-op when grad is on
+    with lora_folded(lm):  # no-op when grad is on
+        for batch in tqdm(batches, desc=progress, leave=False, disable=progress is None):
+            ids, mask = _pad([sequences[i] for i in batch], pad_id, left=False, device=device)
             hidden = trunk(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state  # [b, T, H]
-        last = mask.sum(dim=1) - 1  # [b] index of the last real token
-        h_last = hidden[torch.arange(len(batch), device=device), last].float()  # [b, H]
-        scores.append(head(h_last).squeeze(-1))  # [b]
+            last = mask.sum(dim=1) - 1  # [b] index of the last real token
+            h_last = hidden[torch.arange(len(batch), device=device), last].float()  # [b, H]
+            scores.append(head(h_last).squeeze(-1))  # [b]
     return torch.cat(scores)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import random
 import warnings
 from collections import defaultdict
@@ -46,10 +47,29 @@ from common import field
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
 
 
+# The official recipe (the AgentPRM repository's bash/ and configs/) as a preset of flags: `--recipe paper` sets
+# each flag not given on the command line (in Python: Args(**common.recipe_flags(Args, "paper"), ...)).
+# flag -> (value, where it comes from).
+PAPER_RECIPE: dict[str, tuple[Any, str]] = {
+    "rollouts_per_task": (16, "Stage 1: 16 rollouts per task"),
+    "rollout_temperature": (0.3, "Stage 1: sampling temperature 0.3"),
+    "train_tasks": (320, "Stage 1: 320 tasks x 16 = 5,120 episodes (the official run: ~70k rollout rows)"),
+    "prm_batch_size": (128, "Stage 2: batch 128 (here by gradient accumulation)"),
+    "prm_epochs": (1.0, "Stage 2: one epoch"),
+    "prm_lr_schedule": ("cosine", "Stage 2: decays to 0 (official: linear; here cosine after a 5% warm-up)"),
+    "dpo_steps": (400, "Stage 3: 400 optimizer steps (official: 50,000 episodes / 60 ≈ 830)"),
+    "dpo_prompts": (60, "Stage 3: 60 prompts per optimizer step, two samples each"),
+    "dpo_temperature": (0.7, "Stage 3: sampling temperature 0.7"),
+    "dpo_beta": (0.03, "Stage 3: β = 0.03"),
+    "max_new_tokens": (64, "Stage 3: 64-token responses"),
+}
+
+
 @dataclasses.dataclass
 class Args(common.BaseArgs):
     """Model, environment, π0 and evaluation flags come from common.BaseArgs; these are Algorithm 1's."""
 
+    RECIPES = {"paper": PAPER_RECIPE}  # --recipe NAME: a preset of flags (common.parse_args); not a field
     # Stage 1
     iterations: int = field(1, "K, the number of AgentPRM iterations", group="stage 1: rollouts and Q̂")
     train_tasks: int = field(32, "distinct training games rolled out in Stage 1 (from --first-task on)",
@@ -74,7 +94,8 @@ class Args(common.BaseArgs):
     prm_lr: float = field(1e-3, "PRM learning rate (LoRA adapter + scalar head)", group="stage 2: PRM")
     prm_lr_schedule: str = field("constant", "constant | cosine: 5%% warm-up, then decay to 0 (the official code "
                                  "decays linearly to 0)", group="stage 2: PRM", choices=["constant", "cosine"])
-    prm_batch_size: int = field(16, "PRM batch size", group="stage 2: PRM")
+    prm_batch_size: int = field(16, "PRM batch size per optimizer step (micro-batches of --batch-size, gradients "
+                                "accumulated)", group="stage 2: PRM")
     prm_holdout: float = field(0.1, "fraction of training games held out to report PRM loss/accuracy",
                                group="stage 2: PRM")
     prm_eval_every: int = field(0, "every N optimizer steps, compute the held-out loss and keep the PRM with the "
@@ -82,7 +103,9 @@ class Args(common.BaseArgs):
                                 group="stage 2: PRM")
     # Stage 3
     dpo_steps: int = field(60, "online-DPO optimizer steps", group="stage 3: online DPO")
-    dpo_prompts: int = field(8, "prompt states per DPO step (two samples each)", group="stage 3: online DPO")
+    dpo_prompts: int = field(8, "prompt states per DPO optimizer step (two samples each)", group="stage 3: online DPO")
+    dpo_micro_prompts: int = field(16, "prompt states per forward/backward pass: a DPO step accumulates the gradients "
+                                   "of ⌈dpo_prompts / this⌉ micro-batches", group="stage 3: online DPO")
     dpo_beta: float = field(0.1, "β, the KL weight to π_{i-1} in Eq. 3 (official code: 0.03)",
                             group="stage 3: online DPO")
     dpo_lr: float = field(5e-4, "policy learning rate (LoRA adapter)", group="stage 3: online DPO")
@@ -126,6 +149,9 @@ class Args(common.BaseArgs):
                 self.prm_epochs = min(self.prm_epochs, 0.1)
         self.bon_n = common.best_of_n_sizes(self.bon_n)
         check_dpo_pair_flags(self)
+        for name in ("train_tasks", "rollouts_per_task", "prm_batch_size"):
+            if getattr(self, name) < 1:
+                raise common.UserError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}")
         if self.world_contrasts < 0:
             raise common.UserError(f"--world-contrasts must be ≥ 0, got {self.world_contrasts}")
         if not 0.0 < self.gamma <= 1.0:
@@ -137,7 +163,10 @@ class Args(common.BaseArgs):
 
 
 def check_dpo_pair_flags(args: Any) -> None:
-    """--dpo-margin and --dpo-nll, which online_dpo reads from agent_prm.Args and inverse_prm.Args alike."""
+    """The Stage-3 flags online_dpo reads from agent_prm.Args and inverse_prm.Args alike."""
+    if args.dpo_steps < 0 or args.dpo_prompts < 1 or args.dpo_micro_prompts < 1:
+        raise common.UserError(f"--dpo-steps must be ≥ 0 and --dpo-prompts, --dpo-micro-prompts ≥ 1, got "
+                               f"{args.dpo_steps}, {args.dpo_prompts}, {args.dpo_micro_prompts}")
     if args.dpo_margin < 0:
         raise common.UserError(f"--dpo-margin must be ≥ 0, got {args.dpo_margin}")
     if args.dpo_nll < 0:
@@ -242,7 +271,7 @@ def build_prm_dataset(trajectories: Sequence[envs.Trajectory], q_targets: dict, 
     example under each prompt that reached s (up to `contrasts` of them per prompt, drawn at random; None:
     all). Then the actions compared at a prompt differ only in the action: a PRM cannot fit them by reading
     the history (e.g. "Nothing happens." lines foretell a lost game whatever the next action is), which is
-    most of what it learns from one-return-per-(s, a) targets (README, Results)."""
+    most of what it learns from one-return-per-(s, a) targets (docs/findings.md)."""
     prompts: dict[str, tuple[list[dict], str, str, str]] = {}  # history state -> (messages, s, its action, game)
     actions_at: dict[str, dict[str, str]] = defaultdict(dict)  # s -> {a: the first response seen for (s, a)}
     for traj in trajectories:
@@ -435,6 +464,9 @@ def train_prm(agent: common.AgentModel, dataset: Sequence[PRMExample], args: Arg
     agent.add_role("prm", head=True, fresh=True)
     train, held_out = split_by_game(dataset, args.prm_holdout, args.seed)
     rng = random.Random(args.seed)
+    # an optimizer step of --prm-batch-size rows, in micro-batches of at most --batch-size (gradients accumulated)
+    micro = min(args.prm_batch_size, args.batch_size)
+    accum = math.ceil(args.prm_batch_size / micro)
     with agent.role("prm"):
         if args.prm_loss == "bce":
             def loss_fn(batch):
@@ -443,7 +475,7 @@ def train_prm(agent: common.AgentModel, dataset: Sequence[PRMExample], args: Arg
                 loss = soft_bce_loss(logits, targets)
                 return loss, {"prm_loss": loss.item()}
 
-            batches = common.epochs_of(train, args.prm_batch_size, args.prm_epochs, rng)
+            batches = common.epochs_of(train, micro, args.prm_epochs, rng, multiple_of=accum)
         else:
             pairs = preference_pairs(train, args.bt_margin)
             if not pairs:
@@ -456,7 +488,7 @@ def train_prm(agent: common.AgentModel, dataset: Sequence[PRMExample], args: Arg
                 loss = bradley_terry_loss(logits[0::2], logits[1::2])
                 return loss, {"prm_loss": loss.item()}
 
-            batches = common.epochs_of(pairs, max(1, args.prm_batch_size // 2), args.prm_epochs, rng)
+            batches = common.epochs_of(pairs, max(1, micro // 2), args.prm_epochs, rng, multiple_of=accum)
         if args.prm_eval_every and args.prm_loss == "bt" and not preference_pairs(held_out, args.bt_margin):
             raise common.UserError("--prm-eval-every with --prm-loss bt needs same-state pairs in the held-out "
                                    "games; raise --prm-holdout or --rollouts-per-task, or set --prm-eval-every 0")
@@ -471,8 +503,8 @@ def train_prm(agent: common.AgentModel, dataset: Sequence[PRMExample], args: Arg
             if loss < best["loss"]:
                 best.update(loss=loss, step=step, weights=[p.detach().clone() for p in params])
 
-        result = common.train_loop(params, batches, loss_fn, lr=args.prm_lr, total=len(batches), desc=desc,
-                                   on_step=keep_best, cosine=args.prm_lr_schedule == "cosine")
+        result = common.train_loop(params, batches, loss_fn, lr=args.prm_lr, grad_accum=accum, total=len(batches),
+                                   desc=desc, on_step=keep_best, cosine=args.prm_lr_schedule == "cosine")
         metrics = {"prm_train_loss": result.metrics.get("prm_loss", float("nan")), "prm_train_examples": len(train)}
         if curve:
             final = heldout_objective(agent, held_out, args)
@@ -486,7 +518,7 @@ def train_prm(agent: common.AgentModel, dataset: Sequence[PRMExample], args: Arg
         metrics.update(evaluate_prm(agent, held_out, args))
         if held_out and args.prm_loss == "bce":
             # The reference a PRM must beat to have learned anything from (s, a): predicting the mean training
-            # target everywhere. At CPU sizes the PRM's held-out loss is often no lower (README, Results).
+            # target everywhere. At CPU sizes the PRM's held-out loss is often no lower (docs/findings.md).
             mean_target = sum(ex.target for ex in train) / len(train)
             targets = torch.tensor([ex.target for ex in held_out])
             constant = torch.full_like(targets, mean_target).logit(eps=1e-6)  # [H] the same logit everywhere
@@ -609,6 +641,9 @@ def online_dpo(agent: common.AgentModel, states: Sequence[list[dict]], expert_st
     extra = envs.STEERED_EXPLORATION_PROMPT if args.steered_exploration else None
     skipped = 0
 
+    accum = math.ceil(args.dpo_prompts / args.dpo_micro_prompts)  # micro-batches per optimizer step
+    pairs_this_step = 0
+
     def micro_batches():
         for _ in range(args.dpo_steps):
             if args.reset_50_50 and expert_states:  # Sec. 4.1 reset distribution: ρ = ½ d^{π_{i-1}} + ½ d^{expert}
@@ -617,10 +652,14 @@ def online_dpo(agent: common.AgentModel, states: Sequence[list[dict]], expert_st
                     rng.sample(list(expert_states), min(len(expert_states), n_expert))
             else:
                 batch = rng.sample(list(states), min(len(states), args.dpo_prompts))
-            yield batch
+            size = math.ceil(len(batch) / accum)
+            for k in range(accum):  # the step's prompts in `accum` micro-batches (gradients accumulated)
+                yield batch[k * size:(k + 1) * size]
 
     def loss_fn(batch: list[list[dict]]):
-        nonlocal skipped
+        nonlocal skipped, pairs_this_step
+        if not batch:
+            return None, {}
         sampling_prompts = [envs.with_extra_instructions(m, extra) for m in batch] if extra else batch
         with agent.role("policy"):
             samples = common.generate(agent.peft, agent.codec, sampling_prompts, n=2, temperature=args.dpo_temperature,
@@ -633,9 +672,10 @@ def online_dpo(agent: common.AgentModel, states: Sequence[list[dict]], expert_st
             if pair is not None:
                 chosen, rejected, gap = pair
                 pairs.append((agent.codec.prompt_ids(m), chosen.token_ids, rejected.token_ids, gap))
-        if not pairs:  # every pair tied: no update (train_loop skips it, Adam's momentum included)
+        if not pairs:  # every pair tied: no gradient (a step without any pair is skipped, Adam's momentum included)
             skipped += 1
             return None, {}
+        pairs_this_step += len(pairs)
         prompts = [p for p, *_ in pairs]
         chosen_rejected = [[c, r] for _, c, r, _ in pairs]  # each prompt is encoded once for both responses
         per_batch = max(1, args.batch_size // 2)
@@ -651,12 +691,15 @@ def online_dpo(agent: common.AgentModel, states: Sequence[list[dict]], expert_st
         return loss, metrics
 
     def on_step(step: int, metrics: dict[str, float]) -> None:
+        nonlocal pairs_this_step
+        metrics["pairs"] = float(pairs_this_step)  # preference pairs in this optimizer step (all its micro-batches)
+        pairs_this_step = 0
         if run is not None:
             run.log(stage=f"iter{iteration}/stage3", step=step, **metrics)
 
     with agent.role("policy"):
         result = common.train_loop(agent.trainable_parameters("policy"), micro_batches(), loss_fn, lr=args.dpo_lr,
-                                   total=args.dpo_steps, desc=desc, on_step=on_step)
+                                   grad_accum=accum, total=args.dpo_steps * accum, desc=desc, on_step=on_step)
     return {**result.metrics, "dpo_steps": result.steps, "dpo_steps_without_pairs": skipped,
             "dpo_stopped_on_nan": result.stopped_on_nan}
 

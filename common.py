@@ -63,6 +63,13 @@ def build_parser(args_cls: type, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     groups: dict[str, argparse._ArgumentGroup] = {}
     hints = get_type_hints(args_cls)
+    recipes = getattr(args_cls, "RECIPES", None)
+    if recipes:
+        listing = "; ".join(f"{name}: " + ", ".join(f"--{flag.replace('_', '-')} {value}" for flag, (value, _) in
+                                                       recipe.items()) for name, recipe in recipes.items())
+        parser.add_argument("--recipe", choices=sorted(recipes), default=None,
+                            help=f"a preset of flags; every flag given on the command line still wins ({listing}; "
+                                 f"README: their sources)")
     for f in dataclasses.fields(args_cls):
         group_name = f.metadata.get("group", "options")
         group = groups.setdefault(group_name, parser.add_argument_group(group_name))
@@ -83,9 +90,22 @@ def build_parser(args_cls: type, description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def recipe_flags(args_cls: type, name: str) -> dict[str, Any]:
+    """The flag values of the preset `name` of `args_cls.RECIPES` ({flag: (value, source)})."""
+    return {flag: value for flag, (value, _source) in args_cls.RECIPES[name].items()}
+
+
 def parse_args(args_cls: type, description: str, argv: Sequence[str] | None = None) -> Any:
-    namespace = build_parser(args_cls, description).parse_args(argv)
-    return args_cls(**vars(namespace))
+    """Flags -> args_cls. `--recipe NAME` (when args_cls has RECIPES) makes the preset's values the defaults, so
+    every flag given on the command line still wins, whatever its value."""
+    parser = build_parser(args_cls, description)
+    if getattr(args_cls, "RECIPES", None):
+        recipe = parser.parse_known_args(argv)[0].recipe
+        if recipe:
+            parser.set_defaults(**recipe_flags(args_cls, recipe))
+    namespace = vars(parser.parse_args(argv))
+    namespace.pop("recipe", None)
+    return args_cls(**namespace)
 
 
 def run_cli(main: Callable[[Any], Any], args_cls: type, description: str, argv: Sequence[str] | None = None) -> None:
@@ -136,7 +156,8 @@ class BaseArgs:
                                   "Off by default, as in the official code: the tiny model cloned on 1,000 episodes "
                                   "with them reached 0%% success on 30 games, copying its own earlier wrong reasons",
                                   group="env")
-    max_steps: int = field(30, "actions per episode (paper: 30)", group="env")
+    max_steps: int | None = field(None, "actions per episode (default: the environment's own, household 30 as in the "
+                                  "paper, household-compact 15)", group="env")
     first_task: int | None = field(None, "first train game this algorithm rolls out / takes demonstrations from "
                                    "(default: --sft-demos, right after π0's behaviour-cloning games 0..sft_demos-1, "
                                    "so the two never overlap)", group="env")
@@ -166,6 +187,10 @@ class BaseArgs:
                 self.sft_demos, self.eval_games = min(self.sft_demos, 2), min(self.eval_games, 2)
                 self.history_window = min(self.history_window, 1)
                 self.max_new_tokens, self.sft_batch_size = min(self.max_new_tokens, 32), min(self.sft_batch_size, 4)
+        if self.max_steps is None:
+            self.max_steps = envs.default_max_steps(self.env)
+        if self.max_steps < 1:
+            raise UserError(f"--max-steps must be ≥ 1, got {self.max_steps}")
         if self.first_task is None:
             self.first_task = self.sft_demos
         if self.first_task < self.sft_demos:
@@ -950,9 +975,10 @@ def train_loop(params: Sequence[torch.nn.Parameter], micro_batches: Iterable[Any
                max_grad_norm: float = 1.0, weight_decay: float = 0.0, total: int | None = None, desc: str = "train",
                on_step: Callable[[int, dict[str, float]], None] | None = None, cosine: bool = False) -> TrainResult:
     """AdamW over `params`; loss_fn(micro_batch) -> (loss, metrics); one optimizer step every `grad_accum`
-    micro-batches, gradient norm clipped. A loss of None means the micro-batch has nothing to learn from (e.g.
-    online DPO's samples all tied): it is skipped, with no optimizer step — a step on a zero gradient would
-    still move the weights along Adam's momentum. A non-finite loss stops training and restores the parameters
+    micro-batches (each loss divided by grad_accum), gradient norm clipped. A loss of None means the micro-batch
+    has nothing to learn from (e.g. online DPO's samples all tied): it adds no gradient, and a step whose
+    micro-batches all had none is skipped — a step on a zero gradient would still move the weights along Adam's
+    momentum. A non-finite loss stops training and restores the parameters
     of the last good step (so the saved adapter is the last good one). cosine=True: 5% linear warm-up, then
     cosine decay to 0 over `total` micro-batches (used for supervised training; RL stages keep lr constant)."""
     params = [p for p in params if p.requires_grad]
@@ -967,47 +993,55 @@ def train_loop(params: Sequence[torch.nn.Parameter], micro_batches: Iterable[Any
             1 + math.cos(math.pi * min(1.0, s / n_steps))))
     last_good = [p.detach().clone() for p in params]
     step, window, metrics = 0, [], {}
+    seen = 0  # micro-batches of the current optimizer step, those without a loss included
     stopped = False
     bar = tqdm(micro_batches, total=total, desc=desc, leave=False)
     for k, micro_batch in enumerate(bar):
         loss, mb_metrics = loss_fn(micro_batch)
-        if loss is None:
+        seen += 1
+        if loss is not None:
+            if not torch.isfinite(loss):
+                with torch.no_grad():
+                    for p, good in zip(params, last_good):
+                        p.copy_(good)
+                warnings.warn(f"{desc}: non-finite loss at micro-batch {k}; stopped and kept the last good weights")
+                stopped = True
+                break
+            (loss / grad_accum).backward()
+            window.append(mb_metrics)
+        if seen < grad_accum:
             continue
-        if not torch.isfinite(loss):
-            with torch.no_grad():
-                for p, good in zip(params, last_good):
-                    p.copy_(good)
-            warnings.warn(f"{desc}: non-finite loss at micro-batch {k}; stopped and kept the last good weights")
-            stopped = True
-            break
-        (loss / grad_accum).backward()
-        window.append(mb_metrics)
-        if len(window) == grad_accum:
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-            lr_used = optimizer.param_groups[0]["lr"]
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if scheduler is not None:
-                scheduler.step()
-            step += 1
-            metrics = {key: float(np.mean([m[key] for m in window])) for key in window[0]}
-            metrics["grad_norm"] = float(grad_norm)
-            metrics["lr"] = lr_used
-            window = []
-            with torch.no_grad():
-                for p, good in zip(params, last_good):
-                    good.copy_(p)
-            bar.set_postfix({k2: f"{v:.3g}" for k2, v in list(metrics.items())[:3]})
-            if on_step:
-                on_step(step, metrics)
+        seen = 0
+        if not window:  # no micro-batch of this step had anything to learn from: no update
+            continue
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        lr_used = optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if scheduler is not None:
+            scheduler.step()
+        step += 1
+        metrics = {key: float(np.mean([m[key] for m in window])) for key in window[0]}
+        metrics["grad_norm"] = float(grad_norm)
+        metrics["lr"] = lr_used
+        window = []
+        with torch.no_grad():
+            for p, good in zip(params, last_good):
+                good.copy_(p)
+        bar.set_postfix({k2: f"{v:.3g}" for k2, v in list(metrics.items())[:3]})
+        if on_step:
+            on_step(step, metrics)
     optimizer.zero_grad(set_to_none=True)
     return TrainResult(step, metrics, stopped)
 
 
-def epochs_of(items: Sequence[Any], batch_size: int, epochs: float, rng: random.Random) -> list[list[Any]]:
-    """Shuffled mini-batches covering `items` `epochs` times (fractional epochs allowed)."""
+def epochs_of(items: Sequence[Any], batch_size: int, epochs: float, rng: random.Random,
+              multiple_of: int = 1) -> list[list[Any]]:
+    """Shuffled mini-batches covering `items` `epochs` times (fractional epochs allowed); their number is rounded
+    up to a multiple of `multiple_of` (the micro-batches of whole optimizer steps, with gradient accumulation)."""
     batches: list[list[Any]] = []
     n_batches = max(1, math.ceil(len(items) * epochs / batch_size))
+    n_batches = math.ceil(n_batches / multiple_of) * multiple_of
     order: list[int] = []
     while len(batches) < n_batches:
         if len(order) < batch_size:

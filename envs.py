@@ -6,7 +6,8 @@ What is here (pure Python, no torch, so it can be read and tested on its own):
    ("You arrive at cabinet 1. The cabinet 1 is closed.", "put mug 1 in/on cabinet 1", ...), with ALFWorld's
    six task types, sparse 0/1 outcome reward, admissible commands, and a non-privileged searching expert
    that writes a short REASON for every ACTION. ALFWorld's game files cannot be downloaded offline; this
-   game can be generated anywhere, from a seed, in microseconds.
+   game can be generated anywhere, from a seed, in microseconds. ``make("household-compact", ...)`` is its
+   compact preset (``CompactHouseholdEnv``: smaller rooms, fewer distractors, 15 actions per episode).
 2. A registry: ``make(name, split, seed)`` and ``register(name, factory)`` for your own environments, with
    adapters for the real engines ``make("alfworld", ...)`` (the paper's benchmark) and ``make("textworld", ...)``
    (optional packages, imported only when used; see requirements-envs.txt).
@@ -73,6 +74,20 @@ ROOMS: dict[str, dict[str, tuple[int, int]]] = {
         "towelholder": (0, 1), "handtowelholder": (0, 1), "shelf": (0, 1), "garbagecan": (1, 1),
         "bathtubbasin": (0, 1), "toiletpaperhanger": (1, 1),
     },
+}
+
+# The compact preset ("household-compact"): the same rooms with at most one of each kind of receptacle and fewer
+# distractors, so episodes are short (the expert needs ~7 actions, at most 15 are allowed) and a CPU can run the
+# official recipe's thousands of episodes (README, Environments).
+COMPACT_ROOMS: dict[str, dict[str, tuple[int, int]]] = {
+    "kitchen": {"cabinet": (1, 1), "drawer": (0, 1), "countertop": (1, 1), "fridge": (1, 1), "microwave": (1, 1),
+                "sinkbasin": (1, 1), "diningtable": (0, 1), "stoveburner": (0, 1)},
+    "livingroom": {"sofa": (1, 1), "coffeetable": (1, 1), "sidetable": (1, 1), "drawer": (0, 1), "shelf": (0, 1),
+                   "cabinet": (0, 1)},
+    "bedroom": {"bed": (1, 1), "desk": (0, 1), "drawer": (1, 1), "shelf": (0, 1), "sidetable": (1, 1),
+                "dresser": (0, 1)},
+    "bathroom": {"countertop": (1, 1), "sinkbasin": (1, 1), "cabinet": (1, 1), "toilet": (1, 1),
+                 "towelholder": (0, 1), "garbagecan": (0, 1)},
 }
 
 # Where things usually are: object categories share a common-sense prior over receptacle types, most likely
@@ -186,8 +201,13 @@ class HouseholdEnv:
     """
 
     env_name = "household"
+    default_max_steps = 30  # the paper's episode length
+    rooms = ROOMS  # receptacle counts per room type
+    distractors = (4, 10)  # (min, max) objects placed besides the task's
 
-    def __init__(self, split: str = "train", seed: int = 0, task_type: str | None = None, max_steps: int = 30):
+    def __init__(self, split: str = "train", seed: int = 0, task_type: str | None = None,
+                 max_steps: int | None = None):
+        max_steps = self.default_max_steps if max_steps is None else max_steps
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
         if isinstance(seed, bool) or not isinstance(seed, int):
@@ -197,14 +217,14 @@ class HouseholdEnv:
         if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
             raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
         self.split, self.seed, self.max_steps = split, seed, max_steps
-        self.game_id = f"household/{split}/{seed}" + (f"/{task_type}" if task_type else "")
+        self.game_id = f"{self.env_name}/{split}/{seed}" + (f"/{task_type}" if task_type else "")
         self._generate(task_type or TASK_TYPES[seed % len(TASK_TYPES)])
 
     # ── generation ──────────────────────────────────────────────────────────────────────────────────
     def _generate(self, task_type: str) -> None:
         """Sample layouts until the expert solves the game within max_steps (deterministic: seeded retries)."""
         for attempt in range(1000):
-            rng = random.Random(f"household|{self.split}|{self.seed}|{task_type}|{attempt}")
+            rng = random.Random(f"{self.env_name}|{self.split}|{self.seed}|{task_type}|{attempt}")
             if self._sample_game(rng, task_type):
                 self.reset()
                 if self._expert_solves():
@@ -217,11 +237,11 @@ class HouseholdEnv:
         self.task_type = task_type
         need = {"pick_clean_then_place": "sinkbasin", "pick_heat_then_place": "microwave",
                 "pick_cool_then_place": "fridge"}.get(task_type)
-        rooms = [r for r in ROOMS if need is None or need in ROOMS[r]]
+        rooms = [r for r in self.rooms if need is None or need in self.rooms[r]]
         if task_type == "look_at_obj_in_light":
             rooms = ["livingroom", "bedroom"]
         room = rng.choice(rooms)
-        counts = {rt: rng.randint(lo, hi) for rt, (lo, hi) in ROOMS[room].items()}
+        counts = {rt: rng.randint(lo, hi) for rt, (lo, hi) in self.rooms[room].items()}
         if task_type == "look_at_obj_in_light" and not any(counts.get(h, 0) for h in LAMP_HOSTS):
             counts["sidetable"] = 1
         self.receptacles = [f"{rt} {i}" for rt, n in counts.items() for i in range(1, n + 1)]
@@ -278,7 +298,7 @@ class HouseholdEnv:
             hosts = [(h, 1) for h in LAMP_HOSTS if h in present]
             place("desklamp", None, takeable=False, where=hosts)
         room_objects = sorted(o for o in PRIORS if o != self.object_type and spawn_types(o))
-        for _ in range(rng.randint(4, 10)):
+        for _ in range(rng.randint(*self.distractors)):
             place(rng.choice(room_objects), None)
         for names in self.contents.values():
             rng.shuffle(names)
@@ -603,6 +623,16 @@ class HouseholdEnv:
         return sorted(self.receptacles, key=lambda r: (rank.get(self.rtype[r], len(rank)), self.receptacles.index(r)))
 
 
+class CompactHouseholdEnv(HouseholdEnv):
+    """The household game's compact preset: the same engine, commands, six task types and expert, in rooms with
+    at most one receptacle of each kind (COMPACT_ROOMS), 1-3 distractors, and 15 actions per episode."""
+
+    env_name = "household-compact"
+    default_max_steps = 15
+    rooms = COMPACT_ROOMS
+    distractors = (1, 3)
+
+
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
 # Registry
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -662,7 +692,13 @@ def make(name: str, split: str = "train", seed: int = 0, **kwargs: Any) -> TextE
     return ENV_REGISTRY[name](split=split, seed=seed, **kwargs)
 
 
+def default_max_steps(name: str) -> int:
+    """The episode length an environment is meant to be played with (its factory's `default_max_steps`, else 30)."""
+    return getattr(ENV_REGISTRY.get(name), "default_max_steps", 30)
+
+
 register("household", HouseholdEnv)
+register("household-compact", CompactHouseholdEnv)
 
 
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -1656,18 +1692,18 @@ def success_table(split: str, n: int, policy: Policy, name: str = "household") -
     return table
 
 
-def _print_stats(n: int) -> None:
+def _print_stats(n: int, name: str = "household") -> None:
     print(f"{'split':<26}{'agent':<8}" + "".join(f"{t[:14]:>16}" for t in TASK_TYPES) + f"{'all':>10}")
     for split in SPLITS:
         for label, policy in (("expert", expert_policy), ("random", make_random_policy(0))):
-            table = success_table(split, n, policy)
+            table = success_table(split, n, policy, name)
             cells = "".join(f"{table.get(t, (0, 0))[0]:>9}/{table.get(t, (0, 0))[1]:<6}" for t in TASK_TYPES)
             won, total = sum(v[0] for v in table.values()), sum(v[1] for v in table.values())
             print(f"{split:<26}{label:<8}{cells}{100 * won / total:>9.1f}%")
 
 
 def _play(args: argparse.Namespace) -> None:
-    env = make("household", split=args.split, seed=args.seed, task_type=args.task_type, max_steps=args.max_steps)
+    env = make(args.env, split=args.split, seed=args.seed, task_type=args.task_type, max_steps=args.max_steps)
     obs, _ = env.reset()
     print(f"[{env.game_id}  {env.task_type}]\n{obs}")
     done = False
@@ -1688,11 +1724,14 @@ def _play(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Play the household game, watch its expert, or print statistics.")
+    parser.add_argument("--env", default="household", choices=["household", "household-compact"],
+                        help="the full game or its compact preset (fewer receptacles and distractors, 15 actions)")
     parser.add_argument("--seed", type=int, default=0, help="game number within the split (same seed, same game)")
     parser.add_argument("--split", default="train", choices=SPLITS, help="which split the game comes from")
     parser.add_argument("--task-type", default=None, choices=TASK_TYPES,
                         help="force a task type (default: game number modulo 6 picks it)")
-    parser.add_argument("--max-steps", type=int, default=30, help="episode length limit (paper: 30)")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="episode length limit (default: the game's own, household 30 as in the paper, compact 15)")
     parser.add_argument("--expert", action="store_true", help="watch the expert play instead of playing yourself")
     parser.add_argument("--stats", type=int, default=0, metavar="N",
                         help="print expert and random-agent success per task type on N games of every split")
@@ -1703,9 +1742,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="with --export-demos: drop the REASONs (action-only demonstrations / process logs)")
     args = parser.parse_args(argv)
     if args.stats:
-        _print_stats(args.stats)
+        _print_stats(args.stats, args.env)
     elif args.export_demos:
-        demos = expert_demonstrations("household", args.split, args.export_demos, max_steps=args.max_steps)
+        demos = expert_demonstrations(args.env, args.split, args.export_demos, max_steps=args.max_steps)
         save_jsonl(args.out, [strip_reasons(d) if args.action_only else d for d in demos])
         print(f"wrote {len(demos)} demonstrations to {args.out}")
     else:

@@ -67,17 +67,18 @@ class Args(common.BaseArgs):
                                   "expert's demonstration of the game instead of its first state (a reset "
                                   "distribution, Sec. 4.1; Swamy et al. 2023, IRL without RL): D- then holds "
                                   "π_{i-1}'s own choices at expert states; needs a demonstration of each such game "
-                                  "(--train-tasks <= --demos). Measured: no gain on the tiny CPU setting (README)",
+                                  "(--train-tasks <= --demos). Measured: no gain on the tiny CPU setting "
+                                  "(docs/findings.md)",
                                   group="stage 1: D+ and D-")
     expert_state_actions: int = field(0, "K > 0: D- also holds, at every state s* of the demonstrations, K one-step "
                                       "transitions (s*, a ~ π_{i-1}(·|s*), s'): the learner's choices at the "
                                       "expert's own states, so there only the action tells D+ from D- (with "
                                       "--train-tasks 0, D- holds nothing else). Measured: no gain for π1 on the tiny "
-                                      "CPU setting (README)", group="stage 1: D+ and D-")
+                                      "CPU setting (docs/findings.md)", group="stage 1: D+ and D-")
     gamma: float = field(0.95, "discount γ in r(s,a) = Q(s,a) - γ Q(s',a') (Eq. 8; official code: 0.95). Near 1, a "
                          "feature that persists from step to step (a learner repeating a useless action) enters r "
                          "only as (1-γ) of itself; the tiny CPU setting separates D+ from D- far better at 0.5 "
-                         "(README)", group="stage 1: D+ and D-")
+                         "(docs/findings.md)", group="stage 1: D+ and D-")
     # Stage 2
     prm_epochs: float = field(2.0, "PRM training epochs (over the smaller of D+ and D-)", group="stage 2: PRM")
     prm_lr: float = field(1e-3, "PRM learning rate (LoRA adapter + scalar head)", group="stage 2: PRM")
@@ -88,7 +89,9 @@ class Args(common.BaseArgs):
                                group="stage 2: PRM")
     # Stage 3 (online DPO, as in AgentPRM)
     dpo_steps: int = field(60, "online-DPO optimizer steps", group="stage 3: online DPO")
-    dpo_prompts: int = field(8, "prompt states per DPO step (two samples each)", group="stage 3: online DPO")
+    dpo_prompts: int = field(8, "prompt states per DPO optimizer step (two samples each)", group="stage 3: online DPO")
+    dpo_micro_prompts: int = field(16, "prompt states per forward/backward pass: a DPO step accumulates the gradients "
+                                   "of ⌈dpo_prompts / this⌉ micro-batches", group="stage 3: online DPO")
     dpo_beta: float = field(0.1, "β, the KL weight to π_{i-1} in Eq. 10 (official code: 0.03)",
                             group="stage 3: online DPO")
     dpo_lr: float = field(5e-4, "policy learning rate (LoRA adapter)", group="stage 3: online DPO")

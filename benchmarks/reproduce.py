@@ -8,8 +8,9 @@ starting from that π0 (each script a job; `--jobs` jobs side by side, each with
   4. the N-scaling curve of Fig. 2b: BoN(π0, Q0) for N in --bon-n on the validation split (N = 1 is π0
      sampled at the Best-of-N temperature, no PRM); it waits for that seed's AgentPRM run
 Then it aggregates mean ± std over seeds into benchmarks/results.md (Table-1/Table-2-shaped), draws
-benchmarks/results.png (success vs N and vs iteration; needs matplotlib, skipped without it) and copies the
-tables into README.md between the `<!-- results:begin -->` / `<!-- results:end -->` markers.
+benchmarks/results.png (success vs N and vs iteration; needs matplotlib, skipped without it) and writes a
+summary of them into README.md between the `<!-- results:begin -->` / `<!-- results:end -->` markers (success %
+of every row, the Best-of-N curve, the held-out likelihoods; made from results.md alone, see readme_summary).
 
 Sizes: the defaults fit about an hour on 2 cores (π0 cloned for 1.5 epochs, 20 games per evaluation split,
 AgentPRM's Stage 1 on 16 games, InversePRM on 64 demonstrations and 24 rollout games, Action-PRM on 16
@@ -270,6 +271,15 @@ def table(rows: dict[str, dict[str, list[dict]]], splits: list[str], task_types:
     return lines
 
 
+def shown(path: str | Path) -> str:
+    """A path as results.md prints it: relative to the repository root when it lies inside it (committed files
+    name no machine's absolute paths), else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def aggregate(args: argparse.Namespace) -> str:
     import envs
 
@@ -281,13 +291,13 @@ def aggregate(args: argparse.Namespace) -> str:
     commands = list(dict.fromkeys([*(c for c in commands if c), args.command]))  # in order, without repeats
     lines = ["# Results on the built-in household game (tiny model, CPU)", "",
              "Made by " + " then ".join(f"`{c}`" for c in commands) + f" (seeds {', '.join(map(str, args.seeds))}; "
-             f"{os.cpu_count()} cores). Every number below is read from the run folders under `{args.out}`"
+             f"{os.cpu_count()} cores). Every number below is read from the run folders under `{shown(args.out)}`"
              f"{' — QUICK sizes: a pipeline check, not a result' if args.quick else ''}.", ""]
     pi0_args = Path(args.out) / "pi0" / "args.json"
     if pi0_args.exists():  # what every row starts from: the shared π0 and how it was cloned
         pi0 = json.loads(pi0_args.read_text())
         lines += [f"π0 (shared by every seed and algorithm): the `{pi0['model']}` model cloned on {pi0['sft_demos']} "
-                  f"expert games for {pi0.get('sft_epochs', 1.0):g} epoch(s) (`{pi0_args.parent}/args.json`).", ""]
+                  f"expert games for {pi0.get('sft_epochs', 1.0):g} epoch(s) (`{shown(pi0_args.parent)}/args.json`).", ""]
     lines += ["## AgentPRM (Table 1 shape)", "", "Q_j is the PRM trained on π_j's rollouts; BoN uses N = 4.", ""]
     lines += table(rows_of(seed_dirs, "agent_prm"), splits, task_types)
 
@@ -364,6 +374,53 @@ def plot(args: argparse.Namespace, png: Path) -> bool:
     return True
 
 
+def readme_summary(markdown: str, has_plot: bool) -> str:
+    """The README's results block, made from results.md's Markdown alone, so the committed block can be checked
+    against the committed results.md: its header lines; one table of every row's success % per split (the
+    #actions and per-task-type columns stay in results.md); every other table (the Best-of-N curve, the held-out
+    likelihoods) with its section's title and note; the plot."""
+    intro: list[str] = []
+    sections: dict[str, dict] = {}  # title -> {"success": {row: {split: cell}}, "notes": [...], "other": [...]}
+    section = split = None
+    for line in markdown.strip().split("\n")[2:]:  # [2:]: the file's own title
+        if line.startswith("## "):
+            section, split = line[3:], None
+            sections[section] = {"success": {}, "notes": [], "other": []}
+        elif section is None:
+            intro.append(line)
+        elif line.startswith("**") and "** (success %" in line:  # a table() of success rows follows
+            split = line[2:].split("**")[0]
+        elif split and line.startswith("| "):  # columns: method, seeds, success %, ...
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if cells[0] != "method":
+                sections[section]["success"].setdefault(cells[0], {})[split] = cells[2]
+        elif line.strip() and not line.startswith("|--"):
+            split, sec = None, sections[section]
+            # a note above the section's success tables joins the summary's note; anything after them, or any
+            # other table, is copied with its section's title
+            (sec["other"] if line.startswith("|") or sec["other"] or sec["success"] else sec["notes"]).append(line)
+        elif sections[section]["other"]:
+            sections[section]["other"].append(line)
+    splits = list(dict.fromkeys(sp for sec in sections.values() for row in sec["success"].values() for sp in row))
+    notes = " ".join(note for sec in sections.values() if sec["success"] for note in sec["notes"])
+    lines = [" ".join(line for line in intro if line.strip()), "",
+             f"Success % (mean ± std over seeds) of every row; [`benchmarks/results.md`](benchmarks/results.md) has "
+             f"every table, with the number of actions and the success per task type. {notes}".strip(), "",
+             "| algorithm | row | " + " | ".join(splits) + " |", "|---|---|" + "---|" * len(splits)]
+    for title, sec in sections.items():
+        for i, (name, by_split) in enumerate(sec["success"].items()):
+            lines.append(f"| {title.split(' (')[0] if i == 0 else ''} | {name} | "
+                         + " | ".join(by_split.get(sp, "–") for sp in splits) + " |")
+    for title, sec in sections.items():
+        if sec["other"]:
+            body = "\n".join(sec["other"]).strip().split("\n")
+            note = body.pop(0) if sec["success"] and not body[0].startswith("|") else " ".join(sec["notes"])
+            lines += ["", f"**{title}.** {note}".strip(), "", "\n".join(body).strip()]
+    if has_plot:
+        lines += ["", "![success vs N and vs iteration](benchmarks/results.png)"]
+    return "\n".join(lines).strip()
+
+
 def update_readme(markdown: str, has_plot: bool) -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
@@ -371,11 +428,8 @@ def update_readme(markdown: str, has_plot: bool) -> None:
     if begin not in text or end not in text:
         print(f"README.md has no {begin} ... {end} markers: not updated")
         return
-    body = markdown.split("\n", 2)[2]  # drop the file's own title
-    if has_plot:
-        body += "\n![success vs N and vs iteration](benchmarks/results.png)\n"
     head, rest = text.split(begin, 1)
-    readme.write_text(head + begin + "\n" + body.strip() + "\n" + end + rest.split(end, 1)[1])
+    readme.write_text(head + begin + "\n" + readme_summary(markdown, has_plot) + "\n" + end + rest.split(end, 1)[1])
 
 
 def main(argv: list[str] | None = None) -> None:

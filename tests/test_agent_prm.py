@@ -1,6 +1,8 @@
 """The math of AgentPRM (Algorithm 1) on hand-computed examples."""
 
+import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -283,3 +285,51 @@ def test_prm_early_stopping_keeps_the_lowest_heldout_loss_and_reports_the_consta
     p = sum(e.target for e in train) / len(train)
     by_hand = -sum(e.target * math.log(p) + (1 - e.target) * math.log(1 - p) for e in held_out) / len(held_out)
     assert metrics["prm_heldout_loss_constant"] == pytest.approx(by_hand, rel=1e-5)
+
+
+def test_paper_recipe_presets_the_flags_not_given_on_the_command_line():
+    fields = {f.name: f.default for f in dataclasses.fields(agent_prm.Args)}
+    assert set(agent_prm.PAPER_RECIPE) <= set(fields)
+    paper = common.parse_args(agent_prm.Args, "", ["--recipe", "paper"])
+    for name, (value, source) in agent_prm.PAPER_RECIPE.items():
+        assert getattr(paper, name) == value and source
+    assert paper.rollouts_per_task * paper.train_tasks >= 5000 and paper.dpo_steps >= 400  # the issue's floor
+    assert (paper.dpo_prompts, paper.dpo_beta, paper.max_new_tokens) == (60, 0.03, 64)
+    # a flag given explicitly wins, also when it equals the flag's own default (0.1)
+    mine = common.parse_args(agent_prm.Args, "", ["--dpo-beta", "0.1", "--recipe", "paper", "--train-tasks", "10"])
+    assert (mine.dpo_beta, mine.train_tasks, mine.dpo_steps) == (0.1, 10, 400) and fields["dpo_beta"] == 0.1
+    assert common.parse_args(agent_prm.Args, "", ["--recipe", "paper", "--quick"]).dpo_steps <= 4  # --quick shrinks it
+    assert agent_prm.Args(**common.recipe_flags(agent_prm.Args, "paper")).dpo_prompts == 60  # the same in Python
+    assert common.parse_args(agent_prm.Args, "", []).dpo_steps == fields["dpo_steps"]  # no recipe: nothing changes
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert all(f"`--{name.replace('_', '-')} {value}`" in readme for name, (value, _) in agent_prm.PAPER_RECIPE.items())
+    with pytest.raises(common.UserError, match="--dpo-steps must be ≥ 0"):
+        agent_prm.Args(dpo_steps=-3)
+    with pytest.raises(common.UserError, match="--prm-batch-size must be ≥ 1"):
+        agent_prm.Args(prm_batch_size=0)
+
+
+def test_online_dpo_accumulates_micro_batches_into_steps_of_dpo_prompts(tiny_folder, tmp_path):
+    """--dpo-prompts 6 --dpo-micro-prompts 4: each optimizer step samples 6 states and scores them in 2
+    micro-batches of 3; the logged pairs of a step are the pairs of both micro-batches; the reference stays."""
+    torch.manual_seed(0)
+    agent = common.build_agent_model(str(tiny_folder), common.resolve_runtime("cpu"), quantize=False, lora_r=4,
+                                     lora_alpha=8, max_length=1024)
+    agent.add_role("reference", copy_from="policy")
+    reference = {k: v.clone() for k, v in agent.peft.state_dict().items() if ".reference." in k}
+    demos = envs.expert_demonstrations("household", "train", 3)
+    states = agent_prm.dpo_prompt_states(demos, history_window=2)
+    calls = []
+
+    def score(prompts, samples):  # the first sample always wins: every pair of distinct samples is a preference
+        calls.append(len(prompts))
+        return [[1.0, 0.0] for _ in prompts]
+
+    args = agent_prm.Args(dpo_steps=2, dpo_prompts=6, dpo_micro_prompts=4, dpo_lr=1e-3, max_new_tokens=8,
+                          batch_size=8, seed=0)
+    run = common.RunDir("test", "household", 0, str(tmp_path / "run"), args)
+    metrics = agent_prm.online_dpo(agent, states, [], args, "test", run=run, iteration=1, score=score)
+    assert calls == [3, 3, 3, 3] and metrics["dpo_steps"] == 2
+    logged = [r for r in run.read_jsonl("metrics.jsonl") if r.get("stage") == "iter1/stage3"]
+    assert [r["step"] for r in logged] == [1, 2] and all(1 <= r["pairs"] <= 6 for r in logged)
+    assert all(torch.equal(v, agent.peft.state_dict()[k]) for k, v in reference.items())

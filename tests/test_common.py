@@ -132,6 +132,30 @@ def test_train_loop_skips_micro_batches_without_a_loss():
     assert result.steps == 1 and trace == [w.item()] and w.item() == pytest.approx(0.9)  # Adam's first step: lr
 
 
+def test_train_loop_accumulates_gradients_over_micro_batches():
+    """grad_accum=2: one optimizer step on two micro-batches equals one step on their mean loss; a micro-batch
+    without a loss adds no gradient, and a step whose micro-batches all had none makes no update."""
+    xs = [torch.tensor([1.0, 2.0]), torch.tensor([3.0, -1.0]), torch.tensor([0.5, 0.5]), torch.tensor([-2.0, 1.0])]
+
+    def loss_of(w, x):
+        return ((w * x).sum() - 1.0) ** 2
+
+    w_accum, w_mean = (torch.nn.Parameter(torch.tensor([0.5, -0.5])) for _ in range(2))
+    accumulated = common.train_loop([w_accum], xs, lambda x: (loss_of(w_accum, x), {}), lr=0.1, grad_accum=2)
+    pairs = [xs[:2], xs[2:]]
+    plain = common.train_loop([w_mean], pairs, lambda b: ((loss_of(w_mean, b[0]) + loss_of(w_mean, b[1])) / 2, {}),
+                              lr=0.1)
+    assert accumulated.steps == plain.steps == 2
+    assert torch.allclose(w_accum, w_mean, atol=1e-6) and not torch.allclose(w_accum, torch.tensor([0.5, -0.5]))
+
+    w = torch.nn.Parameter(torch.tensor([0.5, -0.5]))
+    trace = []
+    losses = [None, xs[0], None, None, xs[1], None]  # steps: (None, x0) -> update, (None, None) -> none, (x1, None)
+    result = common.train_loop([w], losses, lambda x: (None, {}) if x is None else (loss_of(w, x), {"n": 1.0}),
+                               lr=0.1, grad_accum=2, on_step=lambda step, m: trace.append(step))
+    assert result.steps == 2 and trace == [1, 2]
+
+
 def test_train_loop_learning_rate_schedules():
     """constant: the same lr every step; cosine (SFT, --prm-lr-schedule cosine): 5% warm-up, then decay to ~0."""
     for cosine in (False, True):

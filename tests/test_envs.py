@@ -53,6 +53,29 @@ def test_expert_is_quick_enough():
     assert all(t.steps[-1].reward == 1.0 and sum(s.reward for s in t.steps) == 1.0 for t in trajectories)
 
 
+def test_compact_preset_is_the_same_game_with_fewer_things_and_a_shorter_horizon():
+    """household-compact: the same engine, tasks and expert; fewer receptacles and distractors, 15 actions."""
+    env, same = envs.make("household-compact", "train", 7), envs.make("household-compact", "train", 7)
+    assert (env.task, env.receptacles, env.game_id) == (same.task, same.receptacles, "household-compact/train/7")
+    assert env.max_steps == envs.default_max_steps("household-compact") == 15
+    assert envs.make("household", "train", 7).max_steps == envs.default_max_steps("household") == 30
+    assert envs.make("household-compact", "train", 7, max_steps=20).max_steps == 20
+    compact = envs.rollout(envs.make_envs("household-compact", "train", 120), envs.expert_policy)
+    full = envs.rollout(envs.make_envs("household", "train", 120), envs.expert_policy)
+    assert all(t.won for t in compact) and max(t.num_actions for t in compact) <= 15
+    assert {t.task_type for t in compact} == set(envs.TASK_TYPES)
+    mean = {name: sum(t.num_actions for t in ts) / len(ts) for name, ts in (("compact", compact), ("full", full))}
+    assert mean["compact"] <= 7.5 and mean["compact"] < mean["full"]
+    rooms = {name: [len(envs.make(name, "train", s).receptacles) for s in range(120)]
+             for name in ("household-compact", "household")}
+    assert max(rooms["household-compact"]) <= 8 < max(rooms["household"])
+    assert sum(rooms["household-compact"]) < 0.5 * sum(rooms["household"])
+    for split in envs.SPLITS:  # the splits keep their object/target pairings
+        for seed in range(60):
+            game = envs.make("household-compact", split, seed)
+            assert envs.is_held_out_pair(game.object_type, game.target) == (split == "eval_out_of_distribution")
+
+
 def test_out_of_distribution_split_holds_out_object_target_pairs():
     for split in envs.SPLITS:
         for seed in range(120):

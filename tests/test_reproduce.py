@@ -106,3 +106,52 @@ def test_jobs_run_every_script_of_every_seed_and_each_curve_after_its_agent_prm_
         assert sorted(ended) == sorted((f"s{s}", step) for s in (1, 2, 3) for step in reproduce.STEPS)
         for s in (1, 2, 3):
             assert events.index(("start", (f"s{s}", "bon_curve"))) > events.index(("end", (f"s{s}", "agent_prm")))
+
+
+def test_results_name_run_folders_inside_the_repository_relative_to_it(tmp_path):
+    assert reproduce.shown(ROOT / "runs" / "reproduce") == "runs/reproduce"
+    assert reproduce.shown(tmp_path) == str(tmp_path)  # outside the repository: as given
+    markdown = reproduce.aggregate(reproduce.parse_args(["--out", str(ROOT / "runs" / "no-such-run"), "--seeds", "1"]))
+    assert "read from the run folders under `runs/no-such-run`." in markdown
+
+
+def test_readme_block_summarises_results_between_the_markers(tmp_path, monkeypatch):
+    for seed, (s0, s1) in {1: (10.0, 30.0), 2: (20.0, 40.0)}.items():
+        run = tmp_path / f"s{seed}" / "agent_prm"
+        run.mkdir(parents=True)
+        rows = {"π0": {"eval_in_distribution": _summary(s0, 25.0, {}), "eval_out_of_distribution": _summary(s1, 20.0, {})},
+                "π1": {"eval_in_distribution": _summary(s1, 20.0, {})}}
+        (run / "summary.json").write_text(json.dumps({"rows": rows}))
+        (run / "bon_curve").mkdir()
+        (run / "bon_curve" / "summary.json").write_text(json.dumps({"curve": {"1": _summary(s0, 25.0, {})}}))
+        action = tmp_path / f"s{seed}" / "action_prm"
+        action.mkdir(parents=True)
+        (action / "summary.json").write_text(json.dumps(
+            {"rows": {"Action-PRM π1": {"eval_in_distribution": _summary(s1, 20.0, {})}},
+             "heldout_likelihood": {"π0": {"inferred": -0.5 * seed, "steps": 57}}}))
+    markdown = reproduce.aggregate(reproduce.parse_args(["--out", str(tmp_path), "--seeds", "1", "2"]))
+    std = math.sqrt(50.0)
+    block = reproduce.readme_summary(markdown, has_plot=True)
+    assert "| algorithm | row | eval_in_distribution | eval_out_of_distribution |" in block
+    assert f"| AgentPRM | π0 | 15.0 ± {std:.1f} | 35.0 ± {std:.1f} |" in block
+    assert f"|  | π1 | 35.0 ± {std:.1f} | – |" in block  # no out-of-distribution row
+    assert "| method |" not in block  # the #actions and per-task-type tables stay in results.md
+    assert "**Best-of-N scaling, BoN(π0, Q0) on eval_in_distribution (Fig. 2b shape).** N = 1 is" in block
+    assert f"| success % | 15.0 ± {std:.1f} |" in block
+    assert f"| Action-PRM | Action-PRM π1 | 35.0 ± {std:.1f} | – |" in block
+    assert "**Action-PRM.** Held-out action log-likelihood" in block and "| π0 | – | -0.750 ± 0.354 |" in block
+    assert block.endswith("![success vs N and vs iteration](benchmarks/results.png)")
+
+    monkeypatch.setattr(reproduce, "ROOT", tmp_path)  # update_readme rewrites ROOT/README.md between the markers
+    (tmp_path / "README.md").write_text("# top\n\n<!-- results:begin -->\nold\n<!-- results:end -->\n\n## next\n")
+    reproduce.update_readme(markdown, has_plot=True)
+    assert (tmp_path / "README.md").read_text() == \
+        f"# top\n\n<!-- results:begin -->\n{block}\n<!-- results:end -->\n\n## next\n"
+
+
+def test_the_committed_readme_block_is_made_from_the_committed_results():
+    """What `python benchmarks/reproduce.py` writes into README.md depends on benchmarks/results.md alone."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- results:begin -->\n", 1)[1].split("\n<!-- results:end -->", 1)[0]
+    results = ROOT / "benchmarks" / "results.md"
+    assert block == reproduce.readme_summary(results.read_text(), has_plot=results.with_suffix(".png").exists())

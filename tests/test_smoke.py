@@ -18,7 +18,8 @@ def run(script, *args, timeout=900):
                           timeout=timeout, cwd=ROOT, env=env)
 
 
-BENCHMARKS = ["benchmarks/speed.py", "benchmarks/reproduce.py", "benchmarks/prm_diagnostics.py", "benchmarks/memory.py"]
+BENCHMARKS = ["benchmarks/speed.py", "benchmarks/reproduce.py", "benchmarks/prm_diagnostics.py", "benchmarks/memory.py",
+              "benchmarks/oracle_ladder.py", "benchmarks/gpu_check.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS + ["envs.py", *BENCHMARKS])
@@ -34,6 +35,8 @@ def test_help_exits_zero(script):
     ("agent_prm.py", ["--gamma", "1.5"], "--gamma must be in (0, 1]"),
     ("agent_prm.py", ["--policy", "/no/such/adapter", "--sft-demos", "1"], "no such folder"),
     ("agent_prm.py", ["--eval-splits", "test"], "unknown --eval-splits test"),
+    ("agent_prm.py", ["--dpo-steps", "-3"], "--dpo-steps must be ≥ 0"),
+    ("inverse_prm.py", ["--dpo-steps", "-3"], "--dpo-steps must be ≥ 0"),
     ("inverse_prm.py", ["--demos-file", "/no/such/file.jsonl"], "no such file"),
     ("inverse_prm.py", ["--gamma", "0"], "--gamma must be in (0, 1]"),
     ("inverse_prm.py", ["--rollout-resets", "2"], "--rollout-resets must be in [0, 1]"),

@@ -1,0 +1,242 @@
+"""The oracle ladder: the most a PRM can give. Best-of-N and AgentPRM's Stage 3 against the exact
+
+    Q^μ(s, a) = r(s, a) + γ V^expert(s'),
+
+the household expert played on from the state s' that action a leads to. The game and the expert are
+deterministic, so one rollout of the expert is V^expert(s') exactly. A learned PRM Q_i estimates Q^{π_{i-1}} from
+Monte-Carlo returns; Q^μ is what a perfect PRM of a (much better) policy would say. If Best-of-N and online DPO
+do not raise π0 even against Q^μ, the recipe (steps, batch, lr, β, temperature) is wrong, not the PRM.
+
+    python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 1 2 4 8 16         # BoN(π0, Q^μ) curve
+    python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 0 --dpo-lr 1e-4 3e-4  # Stage 3 vs Q^μ, lr sweep
+    python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 0 --prm-check 400     # the run's Q0 vs Q^μ
+
+RUN is an agent_prm.py run whose Stage 1 is done (its π0 and iter1/rollouts.jsonl); its settings (args.json)
+are the ladder's, and the flags below replace some of them. Writes RUN/oracle_ladder/: evals.json and the
+episodes of every row (Best-of-N steps carry every candidate's Q^μ), one policy adapter per learning rate,
+metrics.jsonl, ladder.json (the rows as printed). Re-running skips what is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import random
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import agent_prm  # noqa: E402
+import common  # noqa: E402
+import envs  # noqa: E402
+from prm_diagnostics import load_prm, load_run  # noqa: E402
+
+
+def expert_return(env: envs.TextEnv, gamma: float) -> float:
+    """V^expert(s) = Σ_k γ^k r_k of the expert played on from env's current state (env is stepped: pass a copy)."""
+    value, discount, done = 0.0, 1.0, env.done
+    while not done:
+        _, reward, done, _ = env.step(env.expert_action()[1])
+        value += discount * reward
+        discount *= gamma
+    return value
+
+
+def oracle_q(env: envs.TextEnv, action: str, gamma: float) -> float:
+    """Q^μ(s, a) = r + γ V^expert(s') at env's current state s (env itself is left as it is)."""
+    after = copy.deepcopy(env)
+    _, reward, done, _ = after.step(action)
+    return reward if done else reward + gamma * expert_return(after, gamma)
+
+
+def oracle_scores(states: Sequence[envs.TextEnv], samples: Sequence[Sequence[common.Sample]], gamma: float,
+                  invalid_penalty: float) -> list[list[float]]:
+    """Q^μ of every sample at its state [B][N]; a response without a usable ACTION scores -penalty, as
+    agent_prm.score_samples scores it for a learned PRM."""
+    return [[oracle_q(env, envs.parse_response(s.text).action, gamma) if agent_prm.is_valid_sample(s)
+             else -invalid_penalty for s in group] for env, group in zip(states, samples)]
+
+
+def oracle_bon_policy(agent: common.AgentModel, args: agent_prm.Args, n: int,
+                      log: dict[str, list[dict]]) -> envs.Policy:
+    """BoN(π, Q^μ): N samples of the "policy" adapter per turn, act with the highest Q^μ (the live games are the
+    states). Each turn's candidates and their Q^μ are appended to log[game_id]."""
+
+    def policy(prompts: list[list[dict[str, str]]], live_envs: list[envs.TextEnv]) -> list[str]:
+        with agent.role("policy"):
+            samples = common.generate(agent.peft, agent.codec, prompts, n=n, temperature=args.bon_temperature,
+                                      max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)  # [B][N]
+        scores = oracle_scores(live_envs, samples, args.gamma, args.invalid_penalty)  # [B][N]
+        for env, group, q in zip(live_envs, samples, scores):
+            log[env.game_id].append({"candidates": [s.text for s in group], "oracle_q_candidates": q})
+        return [c.text for c in common.best_of_n(samples, scores)]
+
+    return policy
+
+
+def stage3_oracle(args: agent_prm.Args, trajectories: Sequence[envs.Trajectory]):
+    """Stage 3's states s ~ D (agent_prm.dpo_prompt_states of the Stage-1 rollouts) and a score function
+    (prompts, samples) -> Q^μ [P][2] for agent_prm.online_dpo: each prompt's game is rebuilt and replayed to the
+    state (envs.replay) the first time it is asked, then kept."""
+    where: dict[str, tuple[envs.Trajectory, int]] = {}  # a state's messages (JSON) -> the first (episode, t) there
+    for traj in trajectories:
+        for t in range(len(traj.steps)):
+            messages = envs.trajectory_messages(traj, t, args.history_window, history_reasons=args.history_reasons)
+            where.setdefault(json.dumps(messages), (traj, t))
+    seed_of = envs.game_seeds(args.env, "train", range(args.first_task, args.first_task + args.train_tasks),
+                              max_steps=args.max_steps)
+    games: dict[str, envs.TextEnv] = {}  # game id -> the game at its start
+    at_state: dict[str, envs.TextEnv] = {}  # a state's messages (JSON) -> its game replayed there
+
+    def env_at(messages: list[dict]) -> envs.TextEnv:
+        key = json.dumps(messages)
+        if key not in at_state:
+            traj, t = where[key]
+            if traj.game_id not in games:
+                games[traj.game_id] = envs.make(args.env, "train", seed_of[traj.game_id], max_steps=args.max_steps)
+            env = copy.deepcopy(games[traj.game_id])
+            envs.replay(env, traj, t)
+            at_state[key] = env
+        return at_state[key]
+
+    def score(prompts: list[list[dict]], samples: list[list[common.Sample]]) -> list[list[float]]:
+        return oracle_scores([env_at(m) for m in prompts], samples, args.gamma, args.invalid_penalty)
+
+    states = agent_prm.dpo_prompt_states(trajectories, args.history_window, args.history_reasons)
+    return states, score
+
+
+def prm_against_oracle(agent: common.AgentModel, args: agent_prm.Args, states: Sequence[list[dict]], score,
+                       n_states: int) -> dict:
+    """Where a learned PRM departs from Q^μ: at n of Stage 3's states, π0's two samples (as Stage 3 draws them)
+    scored by the run's PRM (agent_prm.score_samples) and by Q^μ. Of the pairs of two usable responses that Q^μ
+    separates, how many the PRM orders the same way, the other way, or ties; and how often the DPO pair each would
+    make (agent_prm.dpo_pair) is the same."""
+    picked = random.Random(args.seed).sample(list(states), min(n_states, len(states)))
+    common.set_seed(args.seed)
+    with agent.role("policy"):
+        samples = common.generate(agent.peft, agent.codec, picked, n=2, temperature=args.dpo_temperature,
+                                  max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)  # [S][2]
+    q_prm = agent_prm.score_samples(agent, picked, samples, args.invalid_penalty, args.batch_size)  # [S][2]
+    q_mu = score(picked, samples)  # [S][2]
+    counts = {"states": len(picked), "separated": 0, "same_order": 0, "reversed": 0, "prm_tie": 0,
+              "same_dpo_pair": 0, "dpo_pairs_prm": 0, "dpo_pairs_oracle": 0}
+    for group, (m0, m1), (p0, p1) in zip(samples, q_mu, q_prm):
+        mine, theirs = agent_prm.dpo_pair(group, [p0, p1]), agent_prm.dpo_pair(group, [m0, m1])
+        counts["dpo_pairs_prm"] += mine is not None
+        counts["dpo_pairs_oracle"] += theirs is not None
+        counts["same_dpo_pair"] += mine is not None and theirs is not None and mine[0] is theirs[0]
+        if min(m0, m1) < 0 or m0 == m1 or group[0].token_ids == group[1].token_ids:
+            continue  # an unusable response (both score it -penalty) or no preference of Q^μ's
+        counts["separated"] += 1
+        key = "prm_tie" if p0 == p1 else "same_order" if (m0 - m1) * (p0 - p1) > 0 else "reversed"
+        counts[key] += 1
+    return counts
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="an agent_prm.py run folder whose Stage 1 is done")
+    parser.add_argument("--bon-n", type=int, nargs="+", default=[1, 2, 4, 8, 16],
+                        help="N of the BoN(π0, Q^μ) rows; 0: none")
+    parser.add_argument("--dpo-lr", type=float, nargs="*", default=None,
+                        help="Stage 3 against Q^μ once per learning rate (the run's --dpo-lr if the flag is given "
+                             "without values); omit the flag for no Stage 3")
+    parser.add_argument("--dpo-steps", type=int, default=None, help="Stage-3 optimizer steps (default: the run's)")
+    parser.add_argument("--dpo-beta", type=float, default=None, help="Stage-3 β (default: the run's)")
+    parser.add_argument("--dpo-nll", type=float, default=None,
+                        help="Stage-3 RPO weight λ, agent_prm.py --dpo-nll (default: the run's)")
+    parser.add_argument("--eval-games", type=int, default=None, help="games per evaluation split (default: the run's)")
+    parser.add_argument("--eval-splits", nargs="+", default=None, choices=envs.SPLITS,
+                        help="splits to evaluate on (default: the run's; the first is the validation split)")
+    parser.add_argument("--prm-check", type=int, default=0, metavar="S",
+                        help="at S Stage-3 states, does the run's PRM (iter1/prm) order π0's two samples as Q^μ "
+                             "does? 0: skip")
+    parser.add_argument("--out", default=None, help="output folder (default: RUN/oracle_ladder)")
+    cli = parser.parse_args(argv)
+    if not (cli.run / "iter1" / "rollouts.jsonl").exists():
+        sys.exit(f"error: {cli.run} has no iter1/rollouts.jsonl: run agent_prm.py's Stage 1 first")
+    if any(n < 0 for n in cli.bon_n) or (cli.dpo_steps is not None and cli.dpo_steps < 1) or \
+            (cli.eval_games is not None and cli.eval_games < 1) or any(lr <= 0 for lr in cli.dpo_lr or []) or \
+            (cli.dpo_beta is not None and cli.dpo_beta <= 0) or (cli.dpo_nll is not None and cli.dpo_nll < 0):
+        sys.exit("error: --bon-n, --dpo-nll must be ≥ 0, --dpo-steps and --eval-games ≥ 1, --dpo-lr and --dpo-beta > 0")
+    args, agent = load_run(cli.run)
+    if not hasattr(envs.make(args.env, "train", args.first_task, max_steps=args.max_steps), "expert_action"):
+        sys.exit(f"error: {args.env} has no expert: Q^μ needs one")
+    variant = "".join(f"_{name}{value:g}" for name, value in (("beta", cli.dpo_beta), ("nll", cli.dpo_nll))
+                      if value is not None)  # in the names of the Stage-3 rows and folders
+    args.dpo_steps = cli.dpo_steps or args.dpo_steps
+    args.dpo_beta = args.dpo_beta if cli.dpo_beta is None else cli.dpo_beta
+    args.dpo_nll = args.dpo_nll if cli.dpo_nll is None else cli.dpo_nll
+    args.eval_games = cli.eval_games or args.eval_games
+    args.eval_splits = cli.eval_splits or args.eval_splits
+    out = common.RunDir("oracle_ladder", args.env, args.seed, cli.out or str(cli.run / "oracle_ladder"), args)
+    rows: list[tuple[str, dict]] = []
+
+    # ── the start: π0 as it plays (sampled at --eval-temperature) ──
+    common.set_seed(args.seed)
+    rows.append(("π0", common.evaluate_row(agent, out, args, "π0")))
+
+    # ── rung 1: Best-of-N with Q^μ at every turn, BoN(π0, Q^μ) ──
+    for n in common.best_of_n_sizes(cli.bon_n):
+        def bon(split: str, n: int = n):
+            log: dict[str, list[dict]] = defaultdict(list)
+            return oracle_bon_policy(agent, args, n, log), log
+
+        common.set_seed(args.seed)
+        name = f"BoN(π0,Q^μ) N={n}"
+        rows.append((name, common.evaluate_row(agent, out, args, name, make_policy=bon)))
+
+    with open(cli.run / "iter1" / "rollouts.jsonl", encoding="utf-8") as f:  # Stage 1 of the run: D's states
+        trajectories = [envs.Trajectory.from_json(json.loads(line)) for line in f]
+    states, score = stage3_oracle(args, trajectories)
+
+    # ── where the learned PRM departs from Q^μ: their preferences between π0's two samples ──
+    if cli.prm_check:
+        if not (cli.run / "iter1" / "prm" / "adapter_config.json").exists():
+            sys.exit(f"error: --prm-check needs the run's PRM, {cli.run}/iter1/prm")
+        load_prm(agent, cli.run)
+        if not (out.path / "prm_check.json").exists():
+            out.write_json("prm_check.json", prm_against_oracle(agent, args, states, score, cli.prm_check))
+        c = out.read_json("prm_check.json")
+        print(f"Q0 against Q^μ at {c['states']} Stage-3 states (π0's two samples, T {args.dpo_temperature}): of the "
+              f"{c['separated']} pairs of usable responses Q^μ separates, Q0 orders {c['same_order']} the same way, "
+              f"{c['reversed']} the other way, ties {c['prm_tie']}; DPO pairs: Q0 {c['dpo_pairs_prm']}, Q^μ "
+              f"{c['dpo_pairs_oracle']}, the same chosen response {c['same_dpo_pair']}")
+
+    # ── rung 2: Stage 3 (online DPO, Eq. 3/5) against Q^μ, from π0, KL to π0 ──
+    if cli.dpo_lr is not None:
+        print(f"Stage 3 against Q^μ: {len(states)} distinct states of {len(trajectories)} Stage-1 episodes; "
+              f"{args.dpo_steps} steps x {args.dpo_prompts} prompts (each state used "
+              f"{args.dpo_steps * args.dpo_prompts / len(states):.2f} times), T {args.dpo_temperature}, "
+              f"β {args.dpo_beta}")
+        agent.save_role("policy", out.path / "policy_pi0")  # every learning rate starts from π0
+        agent.add_role("reference", copy_from="policy")  # π0, frozen: the KL anchor of Eq. 3
+        for lr in cli.dpo_lr or [args.dpo_lr]:
+            args.dpo_lr, tag = lr, f"lr{lr:g}{variant}"
+            agent.load_role("policy", out.path / "policy_pi0")
+            if out.done(f"stage3_{tag}"):
+                agent.load_role("policy", out.path / f"policy_{tag}")
+            else:
+                common.set_seed(args.seed)
+                metrics = agent_prm.online_dpo(agent, states, [], args, f"stage 3 vs Q^μ ({tag})", run=out,
+                                               iteration=1, score=score)
+                agent.save_role("policy", out.path / f"policy_{tag}")
+                out.write_json(f"dpo_metrics_{tag}.json", metrics)
+                out.mark_done(f"stage3_{tag}")
+            common.set_seed(args.seed)
+            name = f"π1 vs Q^μ ({tag})"
+            rows.append((name, common.evaluate_row(agent, out, args, name)))
+
+    out.write_json("ladder.json", {name: row for name, row in rows})
+    for split in args.eval_splits:
+        print(f"\nOracle ladder on {args.env} / {split} ({args.eval_games} games, max {args.max_steps} actions)")
+        print(common.format_table([(name, row[split]) for name, row in rows]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""benchmarks/oracle_ladder.py: the exact Q^μ(s, a) = r + γ V^expert(s') on hand-checked states."""
+
+import contextlib
+import copy
+import sys
+from pathlib import Path
+
+import pytest
+
+import agent_prm
+import common
+import envs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import oracle_ladder  # noqa: E402
+
+GAMMA = 0.9
+
+
+def _expert_episode(seed: int) -> envs.Trajectory:
+    return envs.rollout([envs.make("household-compact", "train", seed)], envs.expert_policy)[0]
+
+
+def test_q_mu_is_the_discounted_return_of_the_expert_after_the_action():
+    episode = _expert_episode(3)
+    T = len(episode.steps)
+    env = envs.make("household-compact", "train", 3)
+    for t in range(T):
+        envs.replay(env, episode, t)
+        before = copy.deepcopy(env.__dict__)
+        expert = episode.steps[t].action
+        # the expert's own action: T - t - 1 more actions after it, then the reward 1
+        assert oracle_ladder.oracle_q(env, expert, GAMMA) == pytest.approx(GAMMA ** (T - t - 1))
+        # a wasted turn (nothing changes but the clock): the same plan one step later
+        assert oracle_ladder.oracle_q(env, "inventory", GAMMA) == pytest.approx(GAMMA ** (T - t))
+        assert env.__dict__ == before  # the state it was asked at is left as it was
+    envs.replay(env, episode, T - 1)
+    assert oracle_ladder.oracle_q(env, episode.steps[-1].action, GAMMA) == 1.0  # the winning action
+
+
+def test_oracle_scores_penalise_unusable_responses_like_the_learned_prm():
+    env = envs.make("household-compact", "train", 3)
+    env.reset()
+    expert = env.expert_action()[1]
+    samples = [[common.Sample(f"REASON: r\nACTION: {expert}", [1], True), common.Sample("no action here", [2], True),
+                common.Sample(f"REASON: cut\nACTION: {expert}", [3], False)]]
+    q = oracle_ladder.oracle_scores([env], samples, GAMMA, invalid_penalty=1.0)
+    assert q[0][0] == pytest.approx(oracle_ladder.oracle_q(env, expert, GAMMA)) and q[0][1:] == [-1.0, -1.0]
+
+
+def test_stage3_oracle_scores_each_prompt_at_its_own_replayed_state():
+    args = agent_prm.Args(env="household-compact", sft_demos=0, model="smollm2-135m", first_task=5, train_tasks=2,
+                          gamma=GAMMA)
+    episodes = [_expert_episode(5), _expert_episode(6)]
+    states, score = oracle_ladder.stage3_oracle(args, episodes)
+    assert len(states) == sum(len(e.steps) for e in episodes)  # expert episodes never revisit a state
+    for episode in episodes:
+        T = len(episode.steps)
+        for t, step in enumerate(episode.steps):
+            prompt = envs.trajectory_messages(episode, t, args.history_window)
+            sample = common.Sample(f"REASON: r\nACTION: {step.action}", [1], True)
+            assert score([prompt], [[sample]]) == [[pytest.approx(GAMMA ** (T - t - 1))]]
+
+
+def test_prm_check_counts_the_pairs_the_prm_orders_as_q_mu_does(monkeypatch):
+    """At each state π0's two samples are Q^μ's best admissible action and a wasted turn, so Q^μ always prefers the
+    first. A PRM that agrees with Q^μ orders every pair the same way; one that negates it reverses every pair."""
+    args = agent_prm.Args(env="household-compact", sft_demos=0, model="smollm2-135m", first_task=5, train_tasks=2,
+                          gamma=GAMMA, seed=0)
+    states, score = oracle_ladder.stage3_oracle(args, [_expert_episode(5), _expert_episode(6)])
+
+    def q_mu(prompt, action):
+        return score([prompt], [[common.Sample(f"ACTION: {action}", [0], True)]])[0][0]
+
+    def fake_generate(lm, codec, prompts, n, **kwargs):  # [S][2]: the best admissible action, then a wasted turn
+        admissible = [m[-1]["content"].split("Admissible actions: ")[1].split(", ") for m in prompts]
+        return [[common.Sample(f"ACTION: {max(ok, key=lambda a: q_mu(m, a))}", [1], True),
+                 common.Sample("ACTION: inventory", [2], True)] for m, ok in zip(prompts, admissible)]
+
+    class Agent:  # what prm_against_oracle touches of an AgentModel, once generation and scoring are replaced
+        peft = codec = None
+
+        def role(self, name):
+            return contextlib.nullcontext()
+
+    monkeypatch.setattr(common, "generate", fake_generate)
+    for sign, key in ((1, "same_order"), (-1, "reversed")):
+        monkeypatch.setattr(agent_prm, "score_samples", lambda agent, prompts, samples, *rest, sign=sign:
+                            [[sign * q for q in row] for row in score(prompts, samples)])
+        counts = oracle_ladder.prm_against_oracle(Agent(), args, states, score, n_states=8)
+        assert counts["states"] == 8 and counts["separated"] == 8 and counts[key] == 8 and counts["prm_tie"] == 0
+        assert counts["same_dpo_pair"] == (8 if sign == 1 else 0) and counts["dpo_pairs_oracle"] == 8

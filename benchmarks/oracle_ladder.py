@@ -191,9 +191,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         name = f"BoN(π0,Q^μ) N={n}"
         rows.append((name, common.evaluate_row(agent, out, args, name, make_policy=bon)))
 
-    with open(cli.run / "iter1" / "rollouts.jsonl", encoding="utf-8") as f:  # Stage 1 of the run: D's states
-        trajectories = [envs.Trajectory.from_json(json.loads(line)) for line in f]
-    states, score = stage3_oracle(args, trajectories)
+    if cli.prm_check or cli.dpo_lr is not None:
+        with open(cli.run / "iter1" / "rollouts.jsonl", encoding="utf-8") as f:  # Stage 1 of the run: D's states
+            trajectories = [envs.Trajectory.from_json(json.loads(line)) for line in f]
+        states, score = stage3_oracle(args, trajectories)
 
     # ── where the learned PRM departs from Q^μ: their preferences between π0's two samples ──
     if cli.prm_check:

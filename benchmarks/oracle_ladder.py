@@ -148,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                              "without values); omit the flag for no Stage 3")
     parser.add_argument("--dpo-steps", type=int, default=None, help="Stage-3 optimizer steps (default: the run's)")
     parser.add_argument("--dpo-beta", type=float, default=None, help="Stage-3 β (default: the run's)")
+    parser.add_argument("--dpo-temperature", type=float, default=None,
+                        help="temperature of Stage 3's two samples (default: the run's)")
     parser.add_argument("--dpo-nll", type=float, default=None,
                         help="Stage-3 RPO weight λ, agent_prm.py --dpo-nll (default: the run's)")
     parser.add_argument("--eval-games", type=int, default=None, help="games per evaluation split (default: the run's)")
@@ -162,16 +164,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f"error: {cli.run} has no iter1/rollouts.jsonl: run agent_prm.py's Stage 1 first")
     if any(n < 0 for n in cli.bon_n) or (cli.dpo_steps is not None and cli.dpo_steps < 1) or \
             (cli.eval_games is not None and cli.eval_games < 1) or any(lr <= 0 for lr in cli.dpo_lr or []) or \
-            (cli.dpo_beta is not None and cli.dpo_beta <= 0) or (cli.dpo_nll is not None and cli.dpo_nll < 0):
-        sys.exit("error: --bon-n, --dpo-nll must be ≥ 0, --dpo-steps and --eval-games ≥ 1, --dpo-lr and --dpo-beta > 0")
+            (cli.dpo_beta is not None and cli.dpo_beta <= 0) or (cli.dpo_nll is not None and cli.dpo_nll < 0) or \
+            (cli.dpo_temperature is not None and cli.dpo_temperature <= 0):
+        sys.exit("error: --bon-n, --dpo-nll must be ≥ 0, --dpo-steps and --eval-games ≥ 1, --dpo-lr, --dpo-beta and "
+                 "--dpo-temperature > 0")
     args, agent = load_run(cli.run)
     if not hasattr(envs.make(args.env, "train", args.first_task, max_steps=args.max_steps), "expert_action"):
         sys.exit(f"error: {args.env} has no expert: Q^μ needs one")
-    variant = "".join(f"_{name}{value:g}" for name, value in (("beta", cli.dpo_beta), ("nll", cli.dpo_nll))
+    variant = "".join(f"_{name}{value:g}" for name, value in (("beta", cli.dpo_beta), ("nll", cli.dpo_nll),
+                                                              ("T", cli.dpo_temperature))
                       if value is not None)  # in the names of the Stage-3 rows and folders
     args.dpo_steps = cli.dpo_steps or args.dpo_steps
     args.dpo_beta = args.dpo_beta if cli.dpo_beta is None else cli.dpo_beta
     args.dpo_nll = args.dpo_nll if cli.dpo_nll is None else cli.dpo_nll
+    args.dpo_temperature = args.dpo_temperature if cli.dpo_temperature is None else cli.dpo_temperature
     args.eval_games = cli.eval_games or args.eval_games
     args.eval_splits = cli.eval_splits or args.eval_splits
     out = common.RunDir("oracle_ladder", args.env, args.seed, cli.out or str(cli.run / "oracle_ladder"), args)

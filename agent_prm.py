@@ -686,8 +686,7 @@ def online_dpo(agent: common.AgentModel, states: Sequence[list[dict]], expert_st
         n = len(pairs)
         loss, metrics = dpo_loss(pol[:, 0], pol[:, 1], ref[:, 0], ref[:, 1], args.dpo_beta, tokens[:, 0], args.dpo_nll)
         valid_q = [q for qs in scores for q in qs if q >= 0]
-        metrics.update(q_gap=sum(g for *_, g in pairs) / n, pairs=float(n),
-                       q_mean=sum(valid_q) / max(1, len(valid_q)))
+        metrics.update(q_gap=sum(g for *_, g in pairs) / n, q_mean=sum(valid_q) / max(1, len(valid_q)))
         return loss, metrics
 
     def on_step(step: int, metrics: dict[str, float]) -> None:
@@ -700,6 +699,7 @@ def online_dpo(agent: common.AgentModel, states: Sequence[list[dict]], expert_st
     with agent.role("policy"):
         result = common.train_loop(agent.trainable_parameters("policy"), micro_batches(), loss_fn, lr=args.dpo_lr,
                                    grad_accum=accum, total=args.dpo_steps * accum, desc=desc, on_step=on_step)
+    # dpo_steps_without_pairs: micro-batches without a pair (the name predates gradient accumulation)
     return {**result.metrics, "dpo_steps": result.steps, "dpo_steps_without_pairs": skipped,
             "dpo_stopped_on_nan": result.stopped_on_nan}
 

@@ -65,42 +65,36 @@ class Args(common.BaseArgs):
     """Model, environment, π0 and evaluation flags come from common.BaseArgs; these are Action-PRM's."""
 
     # π0 (overrides BaseArgs.sft_demos: the right default depends on the model)
-    sft_demos: int | None = field(None, "expert episodes WITH reasons for behaviour cloning π0 (games 0..N-1 of "
-                                  "train). Default: 2000 for --model tiny (a random model must first learn to write "
-                                  "thoughts), 0 otherwise (π0 = the pretrained model itself)", group="pi0")
+    sft_demos: int | None = field(None, "expert episodes with reasons to behaviour-clone π0 (default: 2000 for "
+                                  "--model tiny, else 0: π0 is the pretrained model)", group="pi0")
     # environment (overrides BaseArgs.history_reasons: the latent thoughts are part of the state here)
-    history_reasons: bool = field(True, "the prompt's history shows the past thoughts: s_t contains z*_{t-1}, so "
-                                  "each inferred thought is carried into the next state (the note's model)",
+    history_reasons: bool = field(True, "the prompt's history shows the past thoughts, as in the note's model",
                                   group="env")
     # demonstrations
-    demos: int = field(48, "action-only demonstrations: the expert's episodes on the train games from --first-task "
-                       "on, reasons stripped (ignored with --demos-file)", group="demonstrations")
-    demos_file: str | None = field(None, "a JSONL process log (observations and actions; see README) to infer "
-                                   "thoughts for; reasons in it are hidden from the algorithm and only used to "
-                                   "score the inferred thoughts", group="demonstrations")
-    heldout_demos: int = field(16, "held-out demonstrations for the likelihood evaluation: the expert's episodes "
-                               "on the games after --demos, or the last N trajectories of --demos-file (0: skip)",
+    demos: int = field(48, "action-only expert demonstrations on the train games from --first-task on",
+                       group="demonstrations")
+    demos_file: str | None = field(None, "a JSONL process log to infer thoughts for, in place of --demos (format: "
+                                   "README)", group="demonstrations")
+    heldout_demos: int = field(16, "held-out demonstrations for the likelihood evaluation (0: skip)",
                                group="demonstrations")
     # E-step
     iterations: int = field(2, "K, the number of E-step / M-step rounds", group="E-step")
     group_size: int = field(8, "G, thoughts sampled per demonstration step (official code: 8)", group="E-step")
     thought_temperature: float = field(1.0, "sampling temperature of the thoughts (official code: 1.0)",
                                        group="E-step")
-    reward: str = field("em", "em: r̄ = r̃ / Σ r̃ (Eq. 6) | prob: r̃ = p(x|z,s) | grpo: r̃ - mean "
-                        "(/ std with --grpo-std) | return: Σ_{t'≥t} γ^{t'-t} r̄_{t'} (Eq. 8)", group="E-step",
-                        choices=list(REWARDS))
-    length_normalize: bool = field(False, "score a thought by exp(mean log p) of the action tokens instead of "
-                                   "p(x|z,s) (official code: on; the EM derivation: off)", group="E-step")
+    reward: str = field("em", "a thought's reward: em r̃ / Σ r̃ (Eq. 6) | prob p(x|z,s) | grpo r̃ - mean | return "
+                        "Σ γ^k r̄ (Eq. 8)", group="E-step", choices=list(REWARDS))
+    length_normalize: bool = field(False, "score a thought by exp(mean log p) of the action tokens, not p(x|z,s) "
+                                   "(official code: on)", group="E-step")
     grpo_std: bool = field(False, "grpo: also divide by the group's standard deviation", group="E-step")
-    gamma: float = field(1.0, "return: discount γ over later steps (the note: 1, no discounting)", group="E-step")
+    gamma: float = field(1.0, "discount γ of --reward return (the note: 1)", group="E-step")
     # M-step
     m_epochs: float = field(1.0, "passes over the E-step's groups per M-step", group="M-step")
     m_lr: float = field(5e-4, "policy learning rate (LoRA adapter)", group="M-step")
     m_batch_size: int = field(4, "demonstration steps per optimizer step, each with its G thoughts", group="M-step")
     # baselines
-    sft_baseline: bool = field(True, "also fine-tune π0 on the same demonstrations by SFT on the actions only, and "
-                               "by SFT with the expert's hidden reasons (an upper bound; needs reasons)",
-                               group="baselines")
+    sft_baseline: bool = field(True, "also train the SFT baselines on the actions, and with the hidden reasons "
+                               "(an upper bound)", group="baselines")
     sft_baseline_epochs: float = field(2.0, "epochs of the SFT baselines", group="baselines")
     sft_baseline_lr: float = field(5e-4, "learning rate of the SFT baselines (LoRA adapter)", group="baselines")
 

@@ -32,11 +32,10 @@ import math
 import random
 import warnings
 from collections import defaultdict
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 import common
 import envs
@@ -74,65 +73,47 @@ class Args(common.BaseArgs):
     iterations: int = field(1, "K, the number of AgentPRM iterations", group="stage 1: rollouts and Q̂")
     train_tasks: int = field(32, "distinct training games rolled out in Stage 1 (from --first-task on)",
                              group="stage 1: rollouts and Q̂")
-    rollouts_per_task: int = field(4, "rollouts of π_{i-1} per training game (revisits give Monte-Carlo averages)",
-                                   group="stage 1: rollouts and Q̂")
+    rollouts_per_task: int = field(4, "rollouts of π_{i-1} per training game", group="stage 1: rollouts and Q̂")
     rollout_temperature: float = field(0.7, "sampling temperature of Stage-1 rollouts", group="stage 1: rollouts and Q̂")
     gamma: float = field(0.95, "discount γ of the reward-to-go (Eq. 1)", group="stage 1: rollouts and Q̂")
-    state_key: str = field("history", "what makes two visits the same state s in G(s, a) (Eq. 1): history: the "
-                           "game and every action so far | world: the game's Markov state (HouseholdEnv's "
-                           "state_fingerprint), which pools the returns of different histories that reach it",
-                           group="stage 1: rollouts and Q̂", choices=["history", "world"])
-    world_contrasts: int = field(3, "with --state-key world, each prompt of D also gets up to K other actions "
-                                 "taken at its Markov state (a random K), with their Q̂: the same-prompt contrasts "
-                                 "the PRM learns to rank actions from", group="stage 1: rollouts and Q̂")
     # Stage 2
     prm_loss: str = field("bce", "bce: soft BCE on Q̂ (Eq. 2/4) | bt: Bradley-Terry on same-state pairs (Sec. 2.3)",
                           group="stage 2: PRM", choices=["bce", "bt"])
-    bt_margin: float = field(0.03, "δ: a pair (a1, a2) needs Q̂(s,a1) - Q̂(s,a2) ≥ δ (official code: 0.03)",
+    bt_margin: float = field(0.03, "δ: a Bradley-Terry pair needs Q̂(s,a1) - Q̂(s,a2) ≥ δ (official code: 0.03)",
                              group="stage 2: PRM")
     prm_epochs: float = field(1.0, "PRM training epochs", group="stage 2: PRM")
     prm_lr: float = field(1e-3, "PRM learning rate (LoRA adapter + scalar head)", group="stage 2: PRM")
-    prm_lr_schedule: str = field("constant", "constant | cosine: 5%% warm-up, then decay to 0 (the official code "
-                                 "decays linearly to 0)", group="stage 2: PRM", choices=["constant", "cosine"])
-    prm_batch_size: int = field(16, "PRM batch size per optimizer step (micro-batches of --batch-size, gradients "
-                                "accumulated)", group="stage 2: PRM")
-    prm_holdout: float = field(0.1, "fraction of training games held out to report PRM loss/accuracy",
-                               group="stage 2: PRM")
-    prm_eval_every: int = field(0, "every N optimizer steps, compute the held-out loss and keep the PRM with the "
-                                "lowest (early stopping on the --prm-holdout games); 0: keep the last",
+    prm_lr_schedule: str = field("constant", "PRM learning-rate schedule: constant, or cosine (5%% warm-up, decay to 0) "
+                                 "(official code: linear decay to 0)", group="stage 2: PRM",
+                                 choices=["constant", "cosine"])
+    prm_batch_size: int = field(16, "PRM rows per optimizer step (in micro-batches of --batch-size)",
                                 group="stage 2: PRM")
+    prm_holdout: float = field(0.1, "fraction of training games held out to report the PRM's loss and accuracy",
+                               group="stage 2: PRM")
     # Stage 3
     dpo_steps: int = field(60, "online-DPO optimizer steps", group="stage 3: online DPO")
-    dpo_prompts: int = field(8, "prompt states per DPO optimizer step (two samples each)", group="stage 3: online DPO")
-    dpo_micro_prompts: int = field(16, "prompt states per forward/backward pass: a DPO step accumulates the gradients "
-                                   "of ⌈dpo_prompts / this⌉ micro-batches", group="stage 3: online DPO")
+    dpo_prompts: int = field(8, "prompt states per DPO optimizer step (--dpo-samples each)", group="stage 3: online DPO")
+    dpo_micro_prompts: int = field(16, "prompt states per forward/backward pass (gradients accumulated per step)",
+                                   group="stage 3: online DPO")
+    dpo_samples: int = field(2, "K samples per prompt state; the PRM's best and worst form the pair (official code: 2)",
+                             group="stage 3: online DPO")
     dpo_beta: float = field(0.1, "β, the KL weight to π_{i-1} in Eq. 3 (official code: 0.03)",
                             group="stage 3: online DPO")
     dpo_lr: float = field(5e-4, "policy learning rate (LoRA adapter)", group="stage 3: online DPO")
-    dpo_temperature: float = field(1.0, "sampling temperature of the two DPO samples (official code: 0.7)",
+    dpo_temperature: float = field(1.0, "sampling temperature of the DPO samples (official code: 0.7)",
                                    group="stage 3: online DPO")
-    dpo_margin: float = field(0.0, "δ of the DPO pairs: the two samples' PRM scores must differ by at least δ, "
-                              "smaller gaps count as ties and are dropped (as Sec. 2.3 does for Bradley-Terry "
-                              "pairs); 0: any strict preference", group="stage 3: online DPO")
-    dpo_nll: float = field(0.0, "λ ≥ 0: add λ × the chosen response's per-token NLL under π_θ to the DPO loss (RPO, "
-                           "Pang et al. 2024; not in the paper). DPO alone can lower the chosen response's likelihood "
-                           "together with the rejected one's and hand the mass to a third response; this keeps the "
-                           "chosen one likely. 0: DPO as in the paper", group="stage 3: online DPO")
-    invalid_penalty: float = field(1.0, "a response without a parsable ACTION scores -penalty (valid Q is in [0,1])",
+    dpo_margin: float = field(0.0, "δ: drop DPO pairs whose PRM scores differ by less than δ (0: any strict preference)",
+                              group="stage 3: online DPO")
+    invalid_penalty: float = field(1.0, "a response without a parsable ACTION scores -penalty (a valid Q is in [0, 1])",
                                    group="stage 3: online DPO")
     reset_50_50: bool = field(False, "half of the DPO prompt states come from expert trajectories (Sec. 4.1)",
                               group="stage 3: online DPO")
-    steered_exploration: bool = field(False, "sample DPO responses with Listing 1 added to the prompt; the loss "
-                                      "uses the plain prompt (Sec. 4.1)", group="stage 3: online DPO")
-    shaping_alpha: float = field(0.0, "α of process reward shaping: Q̂ <- (1-α) Q̂ + α A^μ (Eq. 13)",
+    steered_exploration: bool = field(False, "sample DPO responses with Listing 1 added to the prompt (Sec. 4.1)",
+                                      group="stage 3: online DPO")
+    shaping_alpha: float = field(0.0, "α of process reward shaping, Q̂ <- (1-α) Q̂ + α A^μ, μ = π0 (Eq. 13)",
                                  group="stage 3: online DPO")
-    shaping_reference: str = field("pi0", "μ of --shaping-alpha: pi0 (V^μ a value head fit on π0's Stage-1 "
-                                   "rollouts, as the paper fits it on its reference policy's) or expert (the game's "
-                                   "expert, played from every state: V^μ exact, a stronger μ than the paper's)",
-                                   group="stage 3: online DPO", choices=["pi0", "expert"])
     # inference
-    bon_n: list[int] = field([4], "N for Best-of-N evaluation; several values give the N-scaling curve (Fig. 2b); "
-                             "0: no Best-of-N rows (they are the slowest evaluations)",
+    bon_n: list[int] = field([4], "N of the Best-of-N rows; several give the N-scaling curve (Fig. 2b); 0: none",
                              group="inference")
     bon_temperature: float = field(0.7, "sampling temperature of the N Best-of-N candidates", group="inference")
 
@@ -152,25 +133,21 @@ class Args(common.BaseArgs):
         for name in ("train_tasks", "rollouts_per_task", "prm_batch_size"):
             if getattr(self, name) < 1:
                 raise common.UserError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}")
-        if self.world_contrasts < 0:
-            raise common.UserError(f"--world-contrasts must be ≥ 0, got {self.world_contrasts}")
         if not 0.0 < self.gamma <= 1.0:
             raise common.UserError(f"--gamma must be in (0, 1], got {self.gamma}")
         if not 0.0 <= self.shaping_alpha <= 1.0:
             raise common.UserError(f"--shaping-alpha must be in [0, 1], got {self.shaping_alpha}")
-        if self.shaping_reference not in ("pi0", "expert"):
-            raise common.UserError(f"--shaping-reference must be pi0 or expert, got {self.shaping_reference!r}")
 
 
 def check_dpo_pair_flags(args: Any) -> None:
-    """The Stage-3 flags online_dpo reads from agent_prm.Args and inverse_prm.Args alike."""
+    """The sizes and weights of Stage 3 (online_dpo) must make sense."""
     if args.dpo_steps < 0 or args.dpo_prompts < 1 or args.dpo_micro_prompts < 1:
         raise common.UserError(f"--dpo-steps must be ≥ 0 and --dpo-prompts, --dpo-micro-prompts ≥ 1, got "
                                f"{args.dpo_steps}, {args.dpo_prompts}, {args.dpo_micro_prompts}")
+    if args.dpo_samples < 2:
+        raise common.UserError(f"--dpo-samples must be ≥ 2, got {args.dpo_samples}")
     if args.dpo_margin < 0:
         raise common.UserError(f"--dpo-margin must be ≥ 0, got {args.dpo_margin}")
-    if args.dpo_nll < 0:
-        raise common.UserError(f"--dpo-nll must be ≥ 0, got {args.dpo_nll}")
 
 
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -180,26 +157,16 @@ def check_dpo_pair_flags(args: Any) -> None:
 INVALID_ACTION_KEY = "<invalid>"  # every unparsable response has the same effect on the game: a wasted turn
 
 
-def state_action_keys(traj: envs.Trajectory, by: str = "history") -> list[tuple[str, str]]:
+def state_action_keys(traj: envs.Trajectory) -> list[tuple[str, str]]:
     """(state key, action key) for every step. The REASON text is not part of the key: different reasons for
     the same action are the same (s, a).
 
-    by="history": s_t is the full history (o_0, a_0, ..., o_t) — not the truncated prompt window — and with a
-    deterministic game it is fixed by (game, environment actions so far). Two rollouts share s_t only while
-    they have played the same actions, so after the first few steps almost every (s, a) is visited once and
-    Q̂ is a single return.
-    by="world": s_t is the game's Markov state (the environment's fingerprint, recorded in Step.state_id).
-    A wasted turn ("Nothing happens.") leaves it unchanged and different routes reach the same state, so
-    the same state is visited many times, with different actions: Q̂ compares actions at a state."""
+    s_t is the full history (o_0, a_0, ..., o_t) — not the truncated prompt window — and with a deterministic
+    game it is fixed by (game, environment actions so far). Two rollouts share s_t only while they have played
+    the same actions, so after the first few steps almost every (s, a) is visited once and Q̂ is a single return."""
     keys, actions = [], []
     for step in traj.steps:
-        if by == "world":
-            if step.state_id is None:
-                raise common.UserError(f"--state-key world needs an environment that reports its Markov state "
-                                       f"(state_fingerprint); {traj.env} does not: use --state-key history")
-            state = hashlib.sha1(f"{traj.game_id}\x1f{step.state_id}".encode()).hexdigest()
-        else:
-            state = hashlib.sha1("\x1f".join([traj.game_id, *actions]).encode()).hexdigest()
+        state = hashlib.sha1("\x1f".join([traj.game_id, *actions]).encode()).hexdigest()
         action = step.action or INVALID_ACTION_KEY
         keys.append((state, action))
         actions.append(action)
@@ -218,13 +185,12 @@ def reward_to_go(rewards: Sequence[float], gamma: float) -> list[float]:
     return returns
 
 
-def estimate_q_targets(trajectories: Sequence[envs.Trajectory], gamma: float,
-                       state_key: str = "history") -> tuple[dict, dict]:
+def estimate_q_targets(trajectories: Sequence[envs.Trajectory], gamma: float) -> tuple[dict, dict]:
     """Eq. 1: Q̂(s, a) = 1/|G(s,a)| Σ_{visits of (s,a)} Σ_{k≥t} γ^{k-t} r_k. Returns (Q̂, visit counts)."""
     G: dict[tuple[str, str], list[float]] = defaultdict(list)  # G(s, a): the returns of every visit
     for traj in trajectories:
         returns = reward_to_go([s.reward for s in traj.steps], gamma)
-        for key, g in zip(state_action_keys(traj, state_key), returns):
+        for key, g in zip(state_action_keys(traj), returns):
             G[key].append(g)
     q_hat = {key: sum(gs) / len(gs) for key, gs in G.items()}
     return q_hat, {key: len(gs) for key, gs in G.items()}
@@ -251,7 +217,7 @@ def normalize_targets(q_hat: dict[Any, float]) -> dict[Any, float]:
 @dataclasses.dataclass
 class PRMExample:
     """One row of D: the prompt of state s, the response a (REASON + ACTION), its target Q̂(s, a). state_key
-    identifies the prompt (the history state): Bradley-Terry pairs are formed between rows that share it."""
+    identifies the state s: Bradley-Terry pairs are formed between rows that share it."""
     messages: list[dict[str, str]]
     response: str
     target: float
@@ -261,35 +227,19 @@ class PRMExample:
 
 
 def build_prm_dataset(trajectories: Sequence[envs.Trajectory], q_targets: dict, history_window: int,
-                      history_reasons: bool = False, state_key: str = "history", contrasts: int | None = None,
-                      seed: int = 0) -> list[PRMExample]:
-    """D = {(s, a, Q̂)}: for every distinct prompt (history state), the action taken there and other actions
-    taken at its state s, each with the first response seen for (s, a) and the target Q̂(s, a).
-
-    With --state-key history, s is the history: one example per distinct (s, a). With "world", s is the Markov
-    state: Q(s, a) does not depend on the route to s, so an action taken at s from ANY history is also an
-    example under each prompt that reached s (up to `contrasts` of them per prompt, drawn at random; None:
-    all). Then the actions compared at a prompt differ only in the action: a PRM cannot fit them by reading
-    the history (e.g. "Nothing happens." lines foretell a lost game whatever the next action is), which is
-    most of what it learns from one-return-per-(s, a) targets (docs/findings.md)."""
-    prompts: dict[str, tuple[list[dict], str, str, str]] = {}  # history state -> (messages, s, its action, game)
+                      history_reasons: bool = False) -> list[PRMExample]:
+    """D = {(s, a, Q̂)}: one example per distinct (s, a), with the first response seen for it, the prompt of the
+    first visit of s and the target Q̂(s, a); the actions taken at one state s are consecutive rows."""
+    prompts: dict[str, tuple[list[dict], str]] = {}  # s -> (messages of its first visit, game)
     actions_at: dict[str, dict[str, str]] = defaultdict(dict)  # s -> {a: the first response seen for (s, a)}
     for traj in trajectories:
-        keys = zip(state_action_keys(traj), state_action_keys(traj, state_key), traj.steps)
-        for t, ((history_state, _), (state, action), step) in enumerate(keys):
-            if history_state not in prompts:
-                prompts[history_state] = (envs.trajectory_messages(traj, t, history_window,
-                                                                   history_reasons=history_reasons),
-                                          state, action, traj.game_id)
+        for t, ((state, action), step) in enumerate(zip(state_action_keys(traj), traj.steps)):
+            if state not in prompts:
+                prompts[state] = (envs.trajectory_messages(traj, t, history_window, history_reasons=history_reasons),
+                                  traj.game_id)
             actions_at[state].setdefault(action, step.response)
-    rng, dataset = random.Random(seed), []
-    for history_state, (messages, state, own_action, game_id) in prompts.items():
-        others = [a for a in actions_at[state] if a != own_action]
-        if state_key == "world" and contrasts is not None and len(others) > contrasts:
-            others = rng.sample(others, contrasts)
-        dataset += [PRMExample(messages, actions_at[state][a], q_targets[(state, a)], history_state, a, game_id)
-                    for a in [own_action, *others]]
-    return dataset
+    return [PRMExample(messages, response, q_targets[(state, a)], state, a, game_id)
+            for state, (messages, game_id) in prompts.items() for a, response in actions_at[state].items()]
 
 
 def collect_rollouts(agent: common.AgentModel, tasks: Sequence[int], args: Args, desc: str) -> list[envs.Trajectory]:
@@ -298,23 +248,7 @@ def collect_rollouts(agent: common.AgentModel, tasks: Sequence[int], args: Args,
                                     args.batch_size)
     games = [envs.make(args.env, split="train", seed=s, max_steps=args.max_steps)
              for s in tasks for _ in range(args.rollouts_per_task)]
-    return rollout_in_batches(games, policy, args, desc)
-
-
-def rollout_in_batches(games: Sequence[envs.TextEnv], policy: envs.Policy, args: common.BaseArgs, desc: str,
-                       starts: Sequence[envs.Trajectory] | None = None,
-                       max_actions: int | None = None) -> list[envs.Trajectory]:
-    """One episode per game, `batch_size` games at a time; starts: partial trajectories to continue (see
-    envs.rollout's resume), e.g. resets to a demonstration's state; None: every game from its start;
-    max_actions: cut each episode after that many actions of `policy`."""
-    trajectories = []
-    chunks = range(0, len(games), args.batch_size)
-    for k, lo in enumerate(chunks):
-        trajectories += envs.rollout(games[lo:lo + args.batch_size], policy, args.history_window, progress=True,
-                                     history_reasons=args.history_reasons, desc=f"{desc} [{k + 1}/{len(chunks)}]",
-                                     resume=None if starts is None else starts[lo:lo + args.batch_size],
-                                     max_actions=max_actions)
-    return trajectories
+    return common.rollout_in_batches(games, policy, args, desc)
 
 
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -370,36 +304,10 @@ def value_head_values(agent: common.AgentModel, trajectories: Sequence[envs.Traj
     return values
 
 
-def expert_values(trajectories: Sequence[envs.Trajectory], env_name: str, seeds: Sequence[int], max_steps: int,
-                  gamma: float) -> list[list[float]]:
-    """V^μ(s_t) for μ = the game's expert, for t = 0..T of every trajectory: the discounted return of the expert
-    played on from s_t (the game replayed to s_t, so what the learner has seen and the actions left count). The
-    expert and the games are deterministic, so one such rollout is V^μ exactly, with no value head to fit."""
-    seed_of = envs.game_seeds(env_name, "train", seeds, max_steps=max_steps)
-    values = []
-    for traj in tqdm(trajectories, desc="V^μ: the expert from every state", leave=False):
-        if traj.game_id not in seed_of:
-            raise common.UserError(f"{traj.game_id} is not a Stage-1 game of this run: no expert to replay it")
-        v = []
-        for t in range(len(traj.steps) + 1):
-            if t == len(traj.steps) and traj.steps and traj.steps[-1].done:
-                v.append(0.0)  # s_T after the last step: the episode is over, nothing more to gain
-                continue
-            env = envs.make(env_name, "train", seed_of[traj.game_id], max_steps=max_steps)
-            played = envs.rollout([env], envs.expert_policy, resume=[envs.replay(env, traj, t)])[0]
-            v.append(reward_to_go([s.reward for s in played.steps[t:]], gamma)[0] if len(played.steps) > t else 0.0)
-        values.append(v)  # [T + 1]
-    return values
-
-
 def reference_values(agent: common.AgentModel, trajectories: Sequence[envs.Trajectory],
-                     mu_trajectories: Sequence[envs.Trajectory], seeds: Sequence[int],
-                     args: Args) -> tuple[list[list[float]], dict | None]:
-    """V^μ(s_t) of Eq. 13 for every state of `trajectories`, by --shaping-reference: the expert's exact values
-    (the games of `seeds`), or π0's value head, fit on `mu_trajectories` unless it already is. Returns the
-    values and the fit's metrics (None when nothing was fit)."""
-    if args.shaping_reference == "expert":
-        return expert_values(trajectories, args.env, seeds, args.max_steps, args.gamma), None
+                     mu_trajectories: Sequence[envs.Trajectory], args: Args) -> tuple[list[list[float]], dict | None]:
+    """V^μ(s_t) of Eq. 13 for every state of `trajectories`: μ = π0, its value head fit on `mu_trajectories` unless
+    it already is. Returns the values and the fit's metrics (None when nothing was fit)."""
     fit = fit_value_function(agent, mu_trajectories, args) if "value" not in agent.heads else None
     return value_head_values(agent, trajectories, args), fit
 
@@ -410,7 +318,7 @@ def shaped_targets(trajectories: Sequence[envs.Trajectory], q_hat: dict, values:
     trajectory i; V^μ(s') = 0 after the end."""
     advantages: dict[tuple[str, str], list[float]] = defaultdict(list)
     for traj, v in zip(trajectories, values):
-        for t, (key, step) in enumerate(zip(state_action_keys(traj, args.state_key), traj.steps)):
+        for t, (key, step) in enumerate(zip(state_action_keys(traj), traj.steps)):
             v_next = 0.0 if step.done else float(v[t + 1])
             advantages[key].append(reference_advantage(step.reward, float(v[t]), v_next, args.gamma))
     return {key: shape_target(q, sum(advantages[key]) / len(advantages[key]), args.shaping_alpha)
@@ -489,32 +397,10 @@ def train_prm(agent: common.AgentModel, dataset: Sequence[PRMExample], args: Arg
                 return loss, {"prm_loss": loss.item()}
 
             batches = common.epochs_of(pairs, max(1, micro // 2), args.prm_epochs, rng, multiple_of=accum)
-        if args.prm_eval_every and args.prm_loss == "bt" and not preference_pairs(held_out, args.bt_margin):
-            raise common.UserError("--prm-eval-every with --prm-loss bt needs same-state pairs in the held-out "
-                                   "games; raise --prm-holdout or --rollouts-per-task, or set --prm-eval-every 0")
-        params = agent.trainable_parameters("prm")
-        curve, best = [], {"loss": float("inf"), "step": 0, "weights": None}
-
-        def keep_best(step: int, _metrics: dict) -> None:  # early stopping on the held-out games
-            if not (args.prm_eval_every and held_out and step % args.prm_eval_every == 0):
-                return
-            loss = heldout_objective(agent, held_out, args)
-            curve.append((step, loss))
-            if loss < best["loss"]:
-                best.update(loss=loss, step=step, weights=[p.detach().clone() for p in params])
-
-        result = common.train_loop(params, batches, loss_fn, lr=args.prm_lr, grad_accum=accum, total=len(batches),
-                                   desc=desc, on_step=keep_best, cosine=args.prm_lr_schedule == "cosine")
+        result = common.train_loop(agent.trainable_parameters("prm"), batches, loss_fn, lr=args.prm_lr,
+                                   grad_accum=accum, total=len(batches), desc=desc,
+                                   cosine=args.prm_lr_schedule == "cosine")
         metrics = {"prm_train_loss": result.metrics.get("prm_loss", float("nan")), "prm_train_examples": len(train)}
-        if curve:
-            final = heldout_objective(agent, held_out, args)
-            curve.append((result.steps, final))
-            if best["weights"] is not None and best["loss"] < final:
-                with torch.no_grad():
-                    for p, w in zip(params, best["weights"]):
-                        p.copy_(w)
-            metrics.update(prm_kept_step=best["step"] if best["loss"] < final else result.steps,
-                           prm_steps=result.steps, prm_heldout_curve=curve)
         metrics.update(evaluate_prm(agent, held_out, args))
         if held_out and args.prm_loss == "bce":
             # The reference a PRM must beat to have learned anything from (s, a): predicting the mean training
@@ -524,19 +410,6 @@ def train_prm(agent: common.AgentModel, dataset: Sequence[PRMExample], args: Arg
             constant = torch.full_like(targets, mean_target).logit(eps=1e-6)  # [H] the same logit everywhere
             metrics["prm_heldout_loss_constant"] = soft_bce_loss(constant, targets).item()
     return metrics
-
-
-@torch.no_grad()
-def heldout_objective(agent: common.AgentModel, held_out: Sequence[PRMExample], args: Args) -> float:
-    """The training loss on the held-out games: soft BCE (Eq. 2/4), or Bradley-Terry on their same-state pairs."""
-    logits = prm_logits(agent, [e.messages for e in held_out], [e.response for e in held_out], args.batch_size)
-    if args.prm_loss == "bce":
-        return soft_bce_loss(logits, torch.tensor([e.target for e in held_out], device=logits.device)).item()
-    index = {id(e): k for k, e in enumerate(held_out)}
-    pairs = preference_pairs(held_out, args.bt_margin)  # train_prm checked there is at least one
-    chosen = torch.stack([logits[index[id(a)]] for a, _ in pairs])
-    rejected = torch.stack([logits[index[id(b)]] for _, b in pairs])
-    return bradley_terry_loss(chosen, rejected).item()
 
 
 @torch.no_grad()
@@ -560,21 +433,15 @@ def evaluate_prm(agent: common.AgentModel, held_out: Sequence[PRMExample], args:
 
 
 def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-             ref_rejected: torch.Tensor, beta: float, chosen_tokens: torch.Tensor | None = None,
-             nll_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+             ref_rejected: torch.Tensor, beta: float) -> tuple[torch.Tensor, dict[str, float]]:
     """DPO's solution of Eq. 3/5 (maximise Q while staying β-close in KL to π_{i-1}):
     -log σ(β [(log π_θ(c) - log π_ref(c)) - (log π_θ(r) - log π_ref(r))]), log-probs summed over response tokens.
-    nll_weight λ > 0 adds λ × the chosen responses' mean per-token NLL, -log π_θ(c) / |c| (RPO, --dpo-nll).
     All inputs are [P] (one entry per prompt)."""
     chosen_reward = beta * (policy_chosen - ref_chosen)  # [P] implicit rewards
     rejected_reward = beta * (policy_rejected - ref_rejected)
     loss = -F.logsigmoid(chosen_reward - rejected_reward).mean()
     metrics = {"dpo_loss": loss.item(), "reward_margin": (chosen_reward - rejected_reward).mean().item(),
                "reward_acc": (chosen_reward > rejected_reward).float().mean().item()}
-    if nll_weight > 0:
-        chosen_nll = -(policy_chosen / chosen_tokens).mean()  # per token, so long and short responses weigh alike
-        loss = loss + nll_weight * chosen_nll
-        metrics["chosen_nll"] = chosen_nll.item()
     return loss, metrics
 
 
@@ -600,15 +467,16 @@ def score_samples(agent: common.AgentModel, messages: Sequence[list[dict]], samp
 
 def dpo_pair(samples: Sequence[common.Sample], scores: Sequence[float],
              margin: float = 0.0) -> tuple[common.Sample, common.Sample, float] | None:
-    """The PRM's preference between the two samples of one state: (chosen, rejected, Q gap), or None when it
-    expresses none — identical responses, equal scores, or a gap below the margin δ. Online DPO takes every
-    pair it is given as a full preference (its loss has no margin), so a tiny Q gap, which a PRM trained on
-    little data gets mostly from noise, moves the policy as firmly as a large one; δ drops such pairs."""
-    (s0, s1), (q0, q1) = samples, scores
-    gap = abs(q0 - q1)
-    if s0.token_ids == s1.token_ids or gap == 0 or gap < margin:
+    """The PRM's preference among the K samples of one state: (chosen = highest Q, rejected = lowest Q, Q gap),
+    or None when it expresses none — identical responses, equal scores, or a gap below the margin δ. Online DPO
+    takes every pair it is given as a full preference (its loss has no margin), so a tiny Q gap, which a PRM
+    trained on little data gets mostly from noise, moves the policy as firmly as a large one; δ drops such pairs."""
+    best = max(range(len(scores)), key=lambda k: scores[k])  # the first of equal maxima, as with K = 2
+    worst = min(range(len(scores)), key=lambda k: scores[k])
+    gap = scores[best] - scores[worst]
+    if samples[best].token_ids == samples[worst].token_ids or gap == 0 or gap < margin:
         return None
-    return (s0, s1, gap) if q0 > q1 else (s1, s0, gap)
+    return samples[best], samples[worst], gap
 
 
 def dpo_prompt_states(trajectories: Sequence[envs.Trajectory], history_window: int,
@@ -627,15 +495,12 @@ def dpo_prompt_states(trajectories: Sequence[envs.Trajectory], history_window: i
 
 
 def online_dpo(agent: common.AgentModel, states: Sequence[list[dict]], expert_states: Sequence[list[dict]],
-               args: Args, desc: str, run: common.RunDir | None = None, iteration: int = 0,
-               score: Callable[[list[list[dict]], list[list[common.Sample]]], list[list[float]]] | None = None,
-               ) -> dict[str, float]:
+               args: Args, desc: str, run: common.RunDir | None = None, iteration: int = 0) -> dict[str, float]:
     """Online DPO of the "policy" adapter against the "prm" adapter, KL-anchored to the "reference" adapter.
 
-    Each step: P prompt states (half from expert trajectories with --reset-50-50), two samples each from π_θ
-    (with Listing 1 in the prompt under --steered-exploration: it is removed again for the loss and the PRM),
-    the PRM picks chosen/rejected, one DPO update. `score(prompts, samples) -> Q [P][2]` replaces the PRM
-    (prm_diagnostics' check 9 passes an oracle indicator, to test Stage 3 with a Q that is right)."""
+    Each step: P prompt states (half from expert trajectories with --reset-50-50), K = --dpo-samples samples each
+    from π_θ (with Listing 1 in the prompt under --steered-exploration: it is removed again for the loss and the
+    PRM), the PRM picks chosen/rejected, one DPO update."""
     rng = random.Random(args.seed + 1000 * iteration)
     pad = agent.tokenizer.pad_token_id
     extra = envs.STEERED_EXPLORATION_PROMPT if args.steered_exploration else None
@@ -662,10 +527,10 @@ def online_dpo(agent: common.AgentModel, states: Sequence[list[dict]], expert_st
             return None, {}
         sampling_prompts = [envs.with_extra_instructions(m, extra) for m in batch] if extra else batch
         with agent.role("policy"):
-            samples = common.generate(agent.peft, agent.codec, sampling_prompts, n=2, temperature=args.dpo_temperature,
-                                      max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)  # [P][2]
-        scores = score(batch, samples) if score else \
-            score_samples(agent, batch, samples, args.invalid_penalty, args.batch_size)  # [P][2] Q_i(s, a)
+            samples = common.generate(agent.peft, agent.codec, sampling_prompts, n=args.dpo_samples,
+                                      temperature=args.dpo_temperature, max_new_tokens=args.max_new_tokens,
+                                      batch_size=args.batch_size)  # [P][K]
+        scores = score_samples(agent, batch, samples, args.invalid_penalty, args.batch_size)  # [P][K] Q_i(s, a)
         pairs = []
         for m, group, q in zip(batch, samples, scores):
             pair = dpo_pair(group, q, args.dpo_margin)  # None: a tie (or a gap below δ) carries no preference
@@ -682,9 +547,9 @@ def online_dpo(agent: common.AgentModel, states: Sequence[list[dict]], expert_st
         with agent.role("reference"), torch.no_grad():
             ref, _ = common.continuation_logprobs(agent.peft, prompts, chosen_rejected, pad, per_batch)  # [P, 2]
         with agent.role("policy"):
-            pol, tokens = common.continuation_logprobs(agent.peft, prompts, chosen_rejected, pad, per_batch)  # [P, 2]
+            pol, _ = common.continuation_logprobs(agent.peft, prompts, chosen_rejected, pad, per_batch)  # [P, 2]
         n = len(pairs)
-        loss, metrics = dpo_loss(pol[:, 0], pol[:, 1], ref[:, 0], ref[:, 1], args.dpo_beta, tokens[:, 0], args.dpo_nll)
+        loss, metrics = dpo_loss(pol[:, 0], pol[:, 1], ref[:, 0], ref[:, 1], args.dpo_beta)
         valid_q = [q for qs in scores for q in qs if q >= 0]
         metrics.update(q_gap=sum(g for *_, g in pairs) / n, q_mean=sum(valid_q) / max(1, len(valid_q)))
         return loss, metrics
@@ -709,22 +574,22 @@ def online_dpo(agent: common.AgentModel, states: Sequence[list[dict]], expert_st
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
 
 
-def make_bon_policy(agent: common.AgentModel, n: int, args: Args, log: dict | None = None) -> envs.Policy:
-    """At every turn: N samples from the "policy" adapter, act with the one the "prm" adapter scores highest.
-    With `log`, each turn's candidates and their Q are appended to log[game_id] (per-step PRM scores)."""
+def make_bon_policy(agent: common.AgentModel, n: int, args: Args) -> tuple[envs.Policy, dict[str, list[dict]]]:
+    """BoN(π, Q_i) (Sec. 2.2): at every turn N samples of the "policy" adapter, act with the one the "prm" adapter
+    scores highest. Returns (policy, records): each turn's candidates and their Q, by game id (the per-step PRM
+    scores that common.evaluate_row writes into the dumped episodes)."""
+    records: dict[str, list[dict]] = defaultdict(list)
 
     def policy(prompts: list[list[dict[str, str]]], live_envs: list[envs.TextEnv]) -> list[str]:
         with agent.role("policy"):
             samples = common.generate(agent.peft, agent.codec, prompts, n=n, temperature=args.bon_temperature,
                                       max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)  # [B][N]
         scores = score_samples(agent, prompts, samples, args.invalid_penalty, args.batch_size)  # [B][N]
-        chosen = common.best_of_n(samples, scores)
-        if log is not None:
-            for env, group, q in zip(live_envs, samples, scores):
-                log[env.game_id].append({"candidates": [s.text for s in group], "prm_q_candidates": q})
-        return [c.text for c in chosen]
+        for env, group, q in zip(live_envs, samples, scores):
+            records[env.game_id].append({"candidates": [s.text for s in group], "prm_q_candidates": q})
+        return [c.text for c in common.best_of_n(samples, scores)]
 
-    return policy
+    return policy, records
 
 
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -738,19 +603,8 @@ def evaluate_row(agent: common.AgentModel, run: common.RunDir, args: Any, name: 
     `bon_n` is given, or any `policy` (e.g. the expert). Cached in <run>/evals.json; trajectories (with the
     per-step PRM scores of the Best-of-N candidates) go to <run>/evals/<name>__<split>.jsonl."""
 
-    def bon_policy(split: str) -> tuple[envs.Policy, dict[str, list[dict]]]:
-        bon_log: dict[str, list[dict]] = defaultdict(list)  # game id -> every turn's candidates and their Q
-        return make_bon_policy(agent, bon_n, args, log=bon_log), bon_log
-
-    return common.evaluate_row(agent, run, args, name, role, policy, make_policy=bon_policy if bon_n else None)
-
-
-def paper_name(policy_index: int, prm_index: int | None = None, n: int | None = None) -> str:
-    """Row names as in the paper's Table 1, where Q_j is the PRM trained on π_j's rollouts (Algorithm 1 calls
-    that PRM Q_{j+1}): BoN(π_1, Q_0) is π_1 with the PRM of iteration 1."""
-    if prm_index is None:
-        return f"π{policy_index}"
-    return f"BoN(π{policy_index},Q{prm_index})" + (f" N={n}" if n is not None else "")
+    bon = (lambda split: make_bon_policy(agent, bon_n, args)) if bon_n else None  # fresh records per split
+    return common.evaluate_row(agent, run, args, name, role, policy, make_policy=bon)
 
 
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -774,7 +628,7 @@ def main(args: Args) -> dict[str, Any]:
     demos = envs.expert_demonstrations(args.env, "train", args.sft_demos, max_steps=args.max_steps) if not args.policy else []
     run.write_jsonl("sft_demos.jsonl", demos)
     agent = common.initial_policy(args, run, runtime, quantize, demos)
-    rows: list[tuple[str, dict]] = [(paper_name(0), evaluate_row(agent, run, args, paper_name(0), None))]
+    rows: list[tuple[str, dict]] = [(common.paper_name(0), evaluate_row(agent, run, args, common.paper_name(0), None))]
     expert_states: list[list[dict]] = []
     if args.reset_50_50:
         expert_trajs = envs.rollout([envs.make(args.env, "train", s, max_steps=args.max_steps) for s in train_tasks],
@@ -794,23 +648,22 @@ def main(args: Args) -> dict[str, Any]:
             run.write_jsonl(f"{it}/rollouts.jsonl", trajectories)
             run.mark_done(f"{it}/stage1")
         trajectories = [envs.Trajectory.from_json(r) for r in run.read_jsonl(f"{it}/rollouts.jsonl")]
-        q_hat, visits = estimate_q_targets(trajectories, args.gamma, args.state_key)  # Eq. 1
-        if args.shaping_alpha > 0:  # Eq. 13; μ = the game's expert, or π0 whose rollouts are iteration 1's
+        q_hat, visits = estimate_q_targets(trajectories, args.gamma)  # Eq. 1
+        if args.shaping_alpha > 0:  # Eq. 13; μ = π0, whose rollouts are iteration 1's
             mu_trajectories = [envs.Trajectory.from_json(r) for r in run.read_jsonl("iter1/rollouts.jsonl")]
-            values, fit = reference_values(agent, trajectories, mu_trajectories, train_tasks, args)
+            values, fit = reference_values(agent, trajectories, mu_trajectories, args)
             if fit is not None:
                 run.log(stage="value", **fit)
             q_hat = shaped_targets(trajectories, q_hat, values, args)
         q_targets = normalize_targets(q_hat)
-        dataset = build_prm_dataset(trajectories, q_targets, args.history_window, args.history_reasons,
-                                    args.state_key, args.world_contrasts, args.seed)  # D
+        dataset = build_prm_dataset(trajectories, q_targets, args.history_window, args.history_reasons)  # D
         stage1 = {"rollouts": len(trajectories), "rollout_success": 100.0 * sum(t.won for t in trajectories) / len(trajectories),
                   "state_action_pairs": len(q_hat), "revisited_pairs": sum(v > 1 for v in visits.values()),
                   "mean_q_target": sum(q_targets.values()) / len(q_targets), "prm_rows": len(dataset)}
         run.log(stage=f"{it}/stage1", **stage1)
         print(f"[{it}] stage 1: {stage1['rollouts']} rollouts of π{i - 1} ({stage1['rollout_success']:.1f}% success), "
-              f"{stage1['state_action_pairs']} (s,a) pairs ({args.state_key} states), {stage1['revisited_pairs']} "
-              f"visited more than once; {len(dataset)} PRM rows")
+              f"{stage1['state_action_pairs']} (s,a) pairs, {stage1['revisited_pairs']} visited more than once; "
+              f"{len(dataset)} PRM rows")
 
         # ── Stage 2: train the PRM Q_i on D (Alg. 1 line 6, Eq. 2/4 or Bradley-Terry) ──
         if not run.done(f"{it}/stage2"):
@@ -824,12 +677,11 @@ def main(args: Args) -> dict[str, Any]:
         stage2 = run.read_json(f"{it}/prm_metrics.json")
         run.log(stage=f"{it}/stage2", **stage2)
         print(f"[{it}] stage 2: PRM held-out loss {stage2.get('prm_heldout_loss', float('nan')):.3f} "
-              f"(mean-target constant: {stage2.get('prm_heldout_loss_constant', float('nan')):.3f}"
-              + (f"; kept step {stage2['prm_kept_step']} of {stage2['prm_steps']}" if "prm_kept_step" in stage2 else "")
-              + f"), accuracy {stage2.get('prm_heldout_acc', float('nan')):.3f}, "
+              f"(mean-target constant: {stage2.get('prm_heldout_loss_constant', float('nan')):.3f}), "
+              f"accuracy {stage2.get('prm_heldout_acc', float('nan')):.3f}, "
               f"same-state pair accuracy {stage2.get('prm_heldout_pair_acc', float('nan')):.3f}")
         for n in args.bon_n if i == 1 else []:  # later iterations: Table 1 has BoN(π_i, Q_{i-1}) only
-            name = paper_name(i - 1, i - 1, n if len(args.bon_n) > 1 else None)
+            name = common.paper_name(i - 1, i - 1, n if len(args.bon_n) > 1 else None)
             rows.append((name, evaluate_row(agent, run, args, name, n)))
 
         # ── Stage 3: online DPO of π_i against Q_i, KL to π_{i-1} (Alg. 1 line 7, Eq. 3/5) ──
@@ -846,9 +698,9 @@ def main(args: Args) -> dict[str, Any]:
         print(f"[{it}] stage 3: {stage3['dpo_steps']} DPO steps ({stage3.get('dpo_steps_without_pairs', 0)} batches "
               f"without a preference pair skipped), last loss {stage3.get('dpo_loss', float('nan')):.3f}, "
               f"reward accuracy {stage3.get('reward_acc', float('nan')):.2f}")
-        rows.append((paper_name(i), evaluate_row(agent, run, args, paper_name(i), None)))
+        rows.append((common.paper_name(i), evaluate_row(agent, run, args, common.paper_name(i), None)))
         for n in args.bon_n:
-            name = paper_name(i, i - 1, n if len(args.bon_n) > 1 else None)
+            name = common.paper_name(i, i - 1, n if len(args.bon_n) > 1 else None)
             rows.append((name, evaluate_row(agent, run, args, name, n)))
 
     # ── Alg. 1 line 9: the best π_i on the validation split (the first eval split) ──

@@ -799,7 +799,7 @@ def generate(lm, codec: ChatCodec, prompts: Sequence[list[dict[str, str]]], n: i
 @torch.no_grad()
 def generate_from_ids(lm, codec: ChatCodec, prompt_ids: Sequence[Sequence[int]], n: int = 1,
                       temperature: float = 0.7, max_new_tokens: int = 64, batch_size: int = 16,
-                      progress: str | None = None) -> list[list[Sample]]:
+                      progress: str | None = None, static_cache: bool = True) -> list[list[Sample]]:
     """`generate` for prompts given as token ids, e.g. a chat prompt followed by a forced start of the response
     (Action-PRM's "REASON:"); the samples are what comes after those ids. n > 1 samples of a prompt share one
     prefill of it (`_prefill_shared`). Returns samples[prompt][k]."""
@@ -810,8 +810,11 @@ def generate_from_ids(lm, codec: ChatCodec, prompt_ids: Sequence[Sequence[int]],
     # top_k=0 / top_p=1: pure temperature sampling (generate would otherwise fill in top_k=50).
     sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 else \
         {"do_sample": False}
+    # One sample per prompt: a static KV cache, preallocated for prompt + max_new_tokens, which a decoding step
+    # writes into in place, where the default cache concatenates a longer copy of itself at every step
+    # (`benchmarks/speed.py --only cache`). n > 1 keeps the default cache: the shared prefill is repeated into it.
     config = GenerationConfig(max_new_tokens=max_new_tokens, eos_token_id=codec.eot_ids, pad_token_id=pad,
-                              **sampling)
+                              cache_implementation="static" if n == 1 and static_cache else None, **sampling)
     results: list[list[Sample]] = [[] for _ in prompt_ids]
     was_training = lm.training
     lm.eval()
@@ -1101,6 +1104,22 @@ def make_llm_policy(lm, codec: ChatCodec, temperature: float, max_new_tokens: in
     return policy
 
 
+def rollout_in_batches(games: Sequence[envs.TextEnv], policy: envs.Policy, args: BaseArgs, desc: str,
+                       starts: Sequence[envs.Trajectory] | None = None,
+                       max_actions: int | None = None) -> list[envs.Trajectory]:
+    """One episode per game, `batch_size` games at a time; starts: partial trajectories to continue (see
+    envs.rollout's resume), e.g. resets to a demonstration's state; None: every game from its start;
+    max_actions: cut each episode after that many actions of `policy`."""
+    trajectories = []
+    chunks = range(0, len(games), args.batch_size)
+    for k, lo in enumerate(chunks):
+        trajectories += envs.rollout(games[lo:lo + args.batch_size], policy, args.history_window, progress=True,
+                                     history_reasons=args.history_reasons, desc=f"{desc} [{k + 1}/{len(chunks)}]",
+                                     resume=None if starts is None else starts[lo:lo + args.batch_size],
+                                     max_actions=max_actions)
+    return trajectories
+
+
 def best_of_n(candidates: Sequence[Sequence[Any]], scores: Sequence[Sequence[float]]) -> list[Any]:
     """For each prompt, the candidate with the highest score (ties: the first sampled)."""
     return [cands[int(np.argmax(np.asarray(s, dtype=np.float64)))] for cands, s in zip(candidates, scores)]
@@ -1185,6 +1204,14 @@ def format_table(rows: Sequence[tuple[str, dict[str, Any]]], task_types: Sequenc
         cells = "".join(f"{s['per_type'].get(t, float('nan')):>8.1f}" for t in task_types)
         lines.append(f"{name:<28}{s['success']:>7.1f}{s['actions']:>7.1f}{cells}")
     return "\n".join(lines)
+
+
+def paper_name(policy_index: int, prm_index: int | None = None, n: int | None = None) -> str:
+    """Row names as in the paper's Table 1, where Q_j is the PRM trained on π_j's rollouts (Algorithm 1 calls
+    that PRM Q_{j+1}): BoN(π_1, Q_0) is π_1 with the PRM of iteration 1."""
+    if prm_index is None:
+        return f"π{policy_index}"
+    return f"BoN(π{policy_index},Q{prm_index})" + (f" N={n}" if n is not None else "")
 
 
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────

@@ -516,7 +516,7 @@ class HouseholdEnv:
         each receptacle lists them), their clean/hot/cool flags, which receptacles are open, the lamp.
 
         Two histories that lead to the same fingerprint continue identically under the same actions, so a
-        Monte-Carlo estimate of Q(s, a) may pool their returns (agent_prm.py --state-key world). Left out:
+        Monte-Carlo estimate of Q(s, a) may pool their returns. Left out:
         the step counter (the horizon) and what the agent has seen, which only the expert reads."""
         state = (self.location, sorted((n, o.location, o.clean, o.hot, o.cool) for n, o in self.objects.items()),
                  sorted(self.contents.items()), sorted(self.is_open), self.lamp_on)
@@ -647,7 +647,7 @@ class TextEnv(Protocol):
     the same id must mean the same game, because Q-targets are keyed on it); max_steps: int;
     expert_action() -> (reason, action), optional, for demonstrations.
     state_fingerprint() -> str, optional: a hash of the game's Markov state, recorded in every Step
-    (agent_prm.py --state-key world needs it).
+    (for diagnostics that pool visits of one Markov state).
     """
 
     game_id: str
@@ -1352,7 +1352,7 @@ class Step:
     reward: float
     done: bool
     # The environment's fingerprint of its Markov state before the step, if it has one (HouseholdEnv does:
-    # state_fingerprint); None otherwise. agent_prm.py --state-key world pools Q̂ over it.
+    # state_fingerprint); None otherwise.
     state_id: str | None = None
 
 

@@ -11,13 +11,12 @@ Algorithm 2 (Inverse PRM), as implemented below:
      Stage 1 — positive / negative transitions
   3.   Roll out π_{i-1}: D_i = {(s, a, s')}; aggregate D- <- D- ∪ D_i (all past learners: no-regret, Eq. 7).
        (--rollout-resets: some rollouts start at states of the demonstrations, a reset distribution, Sec. 4.1.)
-       (--expert-state-actions K: D_i also holds K one-step samples of π_{i-1} at every state of the demonstrations.)
   4.   Relabel the next action of every transition in D+ ∪ D-: a' ~ π_{i-1}(· | s') (Q estimates Q^{π_{i-1}}).
      Stage 2 — train the PRM to tell expert from learner transitions
   5.   Q_i = argmin  -E_{D+}[log σ(Q(s,a) - γ Q(s',a'))] - E_{D-}[log(1 - σ(Q(s,a) - γ Q(s',a')))]   (Eq. 9)
      Stage 3 — train the policy
   6.   π_i = argmax E_{s~D_i, a~π}[Q_i(s, a)] - β KL(π || π_{i-1})                                 (Eq. 10/11)
-       by online DPO, exactly as in AgentPRM (agent_prm.online_dpo).
+       by online DPO, as in AgentPRM: two samples per state, Q_i picks chosen / rejected, reference π_{i-1}.
   7. End for; return the best π on the validation split.
 
     python inverse_prm.py --quick                      # tiny model on CPU, one iteration in a few minutes
@@ -28,14 +27,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
+from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
-import agent_prm
 import common
 import envs
 from common import field
@@ -53,36 +53,23 @@ class Args(common.BaseArgs):
     iterations: int = field(1, "K, the number of InversePRM iterations", group="stage 1: D+ and D-")
     demos: int = field(200, "expert demonstrations for D+ (train games from --first-task on), if no --demos-file",
                        group="stage 1: D+ and D-")
-    demos_file: str | None = field(None, "a JSONL of expert trajectories (REASON/ACTION responses) to use as D+; "
-                                   "see README for the format", group="stage 1: D+ and D-")
-    sft_on_demos: bool = field(False, "behaviour-clone π0 on the InversePRM demonstrations themselves (default: on "
-                               "separate --sft-demos episodes)", group="stage 1: D+ and D-")
-    train_tasks: int = field(64, "training games rolled out by π_{i-1} for D- (from --first-task on: the games of "
-                             "the first demonstrations)",
+    demos_file: str | None = field(None, "a JSONL of expert trajectories to use as D+ (format: README)",
+                                   group="stage 1: D+ and D-")
+    sft_on_demos: bool = field(False, "behaviour-clone π0 on D+ itself instead of separate --sft-demos episodes",
+                               group="stage 1: D+ and D-")
+    train_tasks: int = field(64, "training games rolled out by π_{i-1} for D- (from --first-task on)",
                              group="stage 1: D+ and D-")
     rollouts_per_task: int = field(2, "rollouts of π_{i-1} per training game", group="stage 1: D+ and D-")
     rollout_temperature: float = field(0.7, "sampling temperature of rollouts and of the relabelled a'",
                                        group="stage 1: D+ and D-")
-    rollout_resets: float = field(0.0, "fraction of the Stage-1 rollouts that start at a random state of the "
-                                  "expert's demonstration of the game instead of its first state (a reset "
-                                  "distribution, Sec. 4.1; Swamy et al. 2023, IRL without RL): D- then holds "
-                                  "π_{i-1}'s own choices at expert states; needs a demonstration of each such game "
-                                  "(--train-tasks <= --demos). Measured: no gain on the tiny CPU setting "
-                                  "(docs/findings.md)",
-                                  group="stage 1: D+ and D-")
-    expert_state_actions: int = field(0, "K > 0: D- also holds, at every state s* of the demonstrations, K one-step "
-                                      "transitions (s*, a ~ π_{i-1}(·|s*), s'): the learner's choices at the "
-                                      "expert's own states, so there only the action tells D+ from D- (with "
-                                      "--train-tasks 0, D- holds nothing else). Measured: no gain for π1 on the tiny "
-                                      "CPU setting (docs/findings.md)", group="stage 1: D+ and D-")
-    gamma: float = field(0.95, "discount γ in r(s,a) = Q(s,a) - γ Q(s',a') (Eq. 8; official code: 0.95). Near 1, a "
-                         "feature that persists from step to step (a learner repeating a useless action) enters r "
-                         "only as (1-γ) of itself; the tiny CPU setting separates D+ from D- far better at 0.5 "
-                         "(docs/findings.md)", group="stage 1: D+ and D-")
+    rollout_resets: float = field(0.0, "fraction of Stage-1 rollouts that start at a random state of the game's "
+                                  "demonstration (a reset distribution, Sec. 4.1)", group="stage 1: D+ and D-")
+    gamma: float = field(0.95, "discount γ in r(s,a) = Q(s,a) - γ Q(s',a') (Eq. 8) (official code: 0.95)",
+                         group="stage 1: D+ and D-")
     # Stage 2
     prm_epochs: float = field(2.0, "PRM training epochs (over the smaller of D+ and D-)", group="stage 2: PRM")
     prm_lr: float = field(1e-3, "PRM learning rate (LoRA adapter + scalar head)", group="stage 2: PRM")
-    prm_lr_schedule: str = field("constant", "constant | cosine: 5%% warm-up, then decay to 0",
+    prm_lr_schedule: str = field("constant", "PRM learning-rate schedule: constant, or cosine (5%% warm-up, decay to 0)",
                                  group="stage 2: PRM", choices=["constant", "cosine"])
     prm_batch_size: int = field(16, "PRM batch size (half expert, half learner transitions)", group="stage 2: PRM")
     prm_holdout: float = field(0.1, "fraction of games held out to report classification accuracy",
@@ -90,34 +77,28 @@ class Args(common.BaseArgs):
     # Stage 3 (online DPO, as in AgentPRM)
     dpo_steps: int = field(60, "online-DPO optimizer steps", group="stage 3: online DPO")
     dpo_prompts: int = field(8, "prompt states per DPO optimizer step (two samples each)", group="stage 3: online DPO")
-    dpo_micro_prompts: int = field(16, "prompt states per forward/backward pass: a DPO step accumulates the gradients "
-                                   "of ⌈dpo_prompts / this⌉ micro-batches", group="stage 3: online DPO")
+    dpo_micro_prompts: int = field(16, "prompt states per forward/backward pass (gradients accumulated per step)",
+                                   group="stage 3: online DPO")
     dpo_beta: float = field(0.1, "β, the KL weight to π_{i-1} in Eq. 10 (official code: 0.03)",
                             group="stage 3: online DPO")
     dpo_lr: float = field(5e-4, "policy learning rate (LoRA adapter)", group="stage 3: online DPO")
     dpo_temperature: float = field(1.0, "sampling temperature of the two DPO samples (official code: 0.7)",
                                    group="stage 3: online DPO")
-    dpo_margin: float = field(0.0, "δ of the DPO pairs: the two samples' σ(Q) must differ by at least δ, smaller "
-                              "gaps count as ties and are dropped (as Sec. 2.3 does for Bradley-Terry pairs); 0: "
-                              "any strict preference", group="stage 3: online DPO")
-    dpo_nll: float = field(0.0, "λ ≥ 0: add λ × the chosen response's per-token NLL under π_θ to the DPO loss (RPO, "
-                           "Pang et al. 2024; not in the paper). DPO alone can lower the chosen response's likelihood "
-                           "together with the rejected one's and hand the mass to a third response; this keeps the "
-                           "chosen one likely. 0: DPO as in the paper", group="stage 3: online DPO")
-    invalid_penalty: float = field(1.0, "a response without a parsable ACTION scores -penalty (σ(Q) is in [0,1])",
+    dpo_margin: float = field(0.0, "δ: drop DPO pairs whose σ(Q) differ by less than δ (0: any strict preference)",
+                              group="stage 3: online DPO")
+    invalid_penalty: float = field(1.0, "a response without a parsable ACTION scores -penalty (σ(Q) is in [0, 1])",
                                    group="stage 3: online DPO")
     reset_50_50: bool = field(False, "half of the DPO prompt states come from the expert demonstrations (Sec. 4.1)",
                               group="stage 3: online DPO")
     steered_exploration: bool = field(False, "sample DPO responses with Listing 1 added to the prompt (Sec. 4.1)",
                                       group="stage 3: online DPO")
     # baselines and inference
-    sft_baseline: bool = field(True, "also train and evaluate SFT on the same demonstrations (π0 fine-tuned by "
-                               "behaviour cloning on D+), the baseline of Table 2", group="baselines and inference")
+    sft_baseline: bool = field(True, "also train and evaluate Table 2's SFT baseline (π0 behaviour-cloned on D+)",
+                               group="baselines and inference")
     sft_baseline_epochs: float = field(2.0, "epochs of the SFT baseline", group="baselines and inference")
     sft_baseline_lr: float = field(5e-4, "learning rate of the SFT baseline (LoRA adapter)",
                                    group="baselines and inference")
-    bon_n: list[int] = field([4], "N for Best-of-N evaluation (several values: the N-scaling curve, Fig. 5b); "
-                             "0: no Best-of-N rows (they are the slowest evaluations)",
+    bon_n: list[int] = field([4], "N of the Best-of-N rows; several give the N-scaling curve (Fig. 5b); 0: none",
                              group="baselines and inference")
     bon_temperature: float = field(0.7, "sampling temperature of the N Best-of-N candidates",
                                    group="baselines and inference")
@@ -133,11 +114,13 @@ class Args(common.BaseArgs):
             raise common.UserError(f"--rollout-resets must be in [0, 1], got {self.rollout_resets}")
         if not 0.0 < self.gamma <= 1.0:
             raise common.UserError(f"--gamma must be in (0, 1], got {self.gamma}")
-        agent_prm.check_dpo_pair_flags(self)
-        if self.train_tasks < 0 or self.expert_state_actions < 0:
-            raise common.UserError("--train-tasks and --expert-state-actions must be ≥ 0")
-        if self.train_tasks == 0 and self.expert_state_actions == 0:
-            raise common.UserError("D- would be empty: give --train-tasks > 0 or --expert-state-actions > 0")
+        if self.dpo_steps < 0 or self.dpo_prompts < 1 or self.dpo_micro_prompts < 1:
+            raise common.UserError(f"--dpo-steps must be ≥ 0 and --dpo-prompts, --dpo-micro-prompts ≥ 1, got "
+                                   f"{self.dpo_steps}, {self.dpo_prompts}, {self.dpo_micro_prompts}")
+        if self.dpo_margin < 0:
+            raise common.UserError(f"--dpo-margin must be ≥ 0, got {self.dpo_margin}")
+        if self.train_tasks < 1:
+            raise common.UserError(f"D- would be empty: --train-tasks must be ≥ 1, got {self.train_tasks}")
         if self.demos_file is None and self.demos < 1:
             raise common.UserError("--demos must be at least 1 (or give --demos-file)")
 
@@ -220,43 +203,13 @@ def collect_learner_rollouts(policy: envs.Policy, tasks: Sequence[int], demos: S
         first_steps[k] = rng.randrange(1, len(demo_of[games[k].game_id].steps))
     starts = [envs.replay(game, demo_of[game.game_id], t0) if t0 else envs.begin(game)
               for game, t0 in zip(games, first_steps)]
-    return agent_prm.rollout_in_batches(games, policy, args, desc, starts), first_steps
-
-
-def expert_state_samples(policy: envs.Policy, demos: Sequence[envs.Trajectory], args: Args,
-                         desc: str) -> tuple[list[envs.Trajectory], list[int]]:
-    """D_i at the expert's own states (--expert-state-actions K): every demonstration is replayed to each of its
-    states s*_t, and π_{i-1} takes K actions there, one env step each.
-
-    Why: from the game's start, π_{i-1}'s first mistake takes it to states the expert never visits, and the
-    classifier of Eq. 9 learns to spot those states (a prompt showing "Nothing happens.") instead of the wrong
-    action. Every candidate of one state shares its prompt, so such a Q does not rank them, and online DPO has
-    nothing to follow. At s*_t both sides act from the same prompt, so only a separates D+ from D-: the optimal
-    classifier there is π_E(a|s*) / (π_E(a|s*) + π_{i-1}(a|s*)), 1/2 where π_{i-1} picks the expert's action and
-    below it where it does not. (--rollout-resets replays to ONE random state per rollout and lets π_{i-1} play
-    on: few contrasts, then its own states again.) Returns the trajectories (the replayed prefix + π_{i-1}'s one
-    step, cut as by max_steps, so its s' is kept) and, per trajectory, t (the step π_{i-1} chose)."""
-    seed_of = envs.game_seeds(args.env, "train", range(args.first_task, args.first_task + len(demos)),
-                              max_steps=args.max_steps)
-    unknown = sorted({d.game_id for d in demos} - set(seed_of))
-    if unknown:
-        raise common.UserError(f"--expert-state-actions replays the demonstrations in train games --first-task "
-                               f"{args.first_task} on; {unknown[0]} is not one of them")
-    games, starts, first_steps = [], [], []
-    for demo in demos:
-        for t in range(len(demo.steps)):
-            for _ in range(args.expert_state_actions):
-                game = envs.make(args.env, split="train", seed=seed_of[demo.game_id], max_steps=args.max_steps)
-                games.append(game)
-                starts.append(envs.replay(game, demo, t))
-                first_steps.append(t)
-    return agent_prm.rollout_in_batches(games, policy, args, desc, starts, max_actions=1), first_steps
+    return common.rollout_in_batches(games, policy, args, desc, starts), first_steps
 
 
 def save_learner_trajectories(run: common.RunDir, name: str, trajectories: Sequence[envs.Trajectory],
                               first_steps: Sequence[int]) -> None:
-    """Stage-1 trajectories, each with "learner_from": the first step π_{i-1} chose (> 0 after a replayed expert
-    prefix: a reset, or a one-step sample at an expert state)."""
+    """Stage-1 trajectories, each with "learner_from": the first step π_{i-1} chose (> 0 after a reset: a replayed
+    expert prefix)."""
     run.write_jsonl(name, [{**traj.to_json(), "learner_from": t0} for traj, t0 in zip(trajectories, first_steps)])
 
 
@@ -296,7 +249,7 @@ def implied_reward(q_sa: torch.Tensor, q_next: torch.Tensor, terminal: torch.Ten
 
     Why γ matters for the classifier: a feature f that is the same at (s, a) and (s', a') adds f - γ f = (1 - γ) f
     to r. A learner stuck in a loop of inadmissible actions has that feature at both ends of the transition, so
-    at γ = 0.95 the classifier must give it 20x the weight to use it (see --gamma)."""
+    at γ = 0.95 the classifier must give it 20x the weight to use it."""
     return q_sa - gamma * q_next * (~terminal).float()
 
 
@@ -314,15 +267,24 @@ def inverse_prm_loss(rewards: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     return loss
 
 
+def prm_logits(agent: common.AgentModel, messages: Sequence[list[dict]], responses: Sequence[str],
+               batch_size: int) -> torch.Tensor:
+    """Q(s, a) as a logit: the "prm" head on the last token of prompt + response.  [B]"""
+    sequences = [agent.codec.prompt_ids(m) + agent.codec.response_ids(r) for m, r in zip(messages, responses)]
+    with agent.role("prm"):
+        return common.scalar_scores(agent.peft, agent.heads["prm"], sequences, agent.tokenizer.pad_token_id,
+                                    batch_size)
+
+
 def q_values(agent: common.AgentModel, batch: Sequence[Transition], batch_size: int) -> tuple[torch.Tensor, ...]:
     """(Q(s, a), Q(s', a') — 0 where terminal, terminal mask) as PRM logits.  [B] each."""
-    q_sa = agent_prm.prm_logits(agent, [t.state for t in batch], [t.action for t in batch], batch_size)
+    q_sa = prm_logits(agent, [t.state for t in batch], [t.action for t in batch], batch_size)
     terminal = torch.tensor([t.next_state is None for t in batch], device=q_sa.device)
     q_next = torch.zeros_like(q_sa)
     live = [k for k, t in enumerate(batch) if t.next_state is not None]
     if live:
-        q_next[live] = agent_prm.prm_logits(agent, [batch[k].next_state for k in live],
-                                            [batch[k].next_action for k in live], batch_size)
+        q_next[live] = prm_logits(agent, [batch[k].next_state for k in live], [batch[k].next_action for k in live],
+                                  batch_size)
     return q_sa, q_next, terminal
 
 
@@ -407,6 +369,129 @@ def load_demonstrations(args: Args) -> list[envs.Trajectory]:
 
 
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
+# Stage 3: π_i against Q_i by online DPO on s ~ D_i, KL to π_{i-1} (Alg. 2 line 6, Eq. 10-11)
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+def dpo_prompt_states(trajectories: Sequence[envs.Trajectory], history_window: int, history_reasons: bool = False,
+                      first_steps: Sequence[int] | None = None) -> list[list[dict]]:
+    """The distinct states s ~ D_i (a game and the actions played so far) as prompts, each trajectory k from the
+    first step π_{i-1} chose, first_steps[k] (> 0 after a replayed expert prefix)."""
+    seen, prompts = set(), []
+    for k, traj in enumerate(trajectories):
+        for t in range(first_steps[k] if first_steps is not None else 0, len(traj.steps)):
+            state = (traj.game_id, *(step.action or None for step in traj.steps[:t]))  # unparsable: None
+            if state not in seen:
+                seen.add(state)
+                prompts.append(envs.trajectory_messages(traj, t, history_window, history_reasons=history_reasons))
+    return prompts
+
+
+@torch.no_grad()
+def score_samples(agent: common.AgentModel, messages: Sequence[list[dict]], samples: Sequence[Sequence[common.Sample]],
+                  invalid_penalty: float, batch_size: int) -> list[list[float]]:
+    """Q_i(s, a) = σ(PRM logit) of N samples per prompt (the prompt encoded once); a response cut by
+    max_new_tokens or without a parsable ACTION scores -penalty, below every valid Q.  [B][N]"""
+    prompts = [agent.codec.prompt_ids(m) for m in messages]
+    with agent.role("prm"):
+        logits = common.continuation_scores(agent.peft, agent.heads["prm"], prompts,
+                                            [[s.token_ids for s in group] for group in samples],
+                                            agent.tokenizer.pad_token_id, max(1, batch_size // len(samples[0])))
+    q = torch.sigmoid(logits).tolist()  # [B][N]
+    return [[qk if s.finished and envs.parse_response(s.text).action is not None else -invalid_penalty
+             for s, qk in zip(group, row)] for group, row in zip(samples, q)]
+
+
+def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+             ref_rejected: torch.Tensor, beta: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """DPO's solution of Eq. 10 on summed response log-probs [P]."""
+    chosen_reward = beta * (policy_chosen - ref_chosen)  # [P] β log π_θ(c)/π_{i-1}(c), the implicit reward
+    rejected_reward = beta * (policy_rejected - ref_rejected)  # [P]
+    loss = -F.logsigmoid(chosen_reward - rejected_reward).mean()
+    metrics = {"dpo_loss": loss.item(), "reward_margin": (chosen_reward - rejected_reward).mean().item(),
+               "reward_acc": (chosen_reward > rejected_reward).float().mean().item()}
+    return loss, metrics
+
+
+def online_dpo(agent: common.AgentModel, states: Sequence[list[dict]], expert_states: Sequence[list[dict]],
+               args: Args, desc: str, run: common.RunDir, iteration: int) -> dict[str, float]:
+    """π_i: the "policy" adapter trained against Q_i ("prm"), KL to π_{i-1} ("reference"). Each optimizer step:
+    --dpo-prompts states, two samples each (Listing 1 in the sampling prompt only, with --steered-exploration),
+    Q_i picks chosen / rejected, one DPO update."""
+    rng = random.Random(args.seed + 1000 * iteration)
+    extra = envs.STEERED_EXPLORATION_PROMPT if args.steered_exploration else None
+    accum = math.ceil(args.dpo_prompts / args.dpo_micro_prompts)  # micro-batches per optimizer step
+    skipped, pairs_this_step = 0, 0
+
+    def micro_batches():
+        for _ in range(args.dpo_steps):
+            n_expert = args.dpo_prompts // 2 if args.reset_50_50 and expert_states else 0  # Sec. 4.1: ½ D_i + ½ D+
+            batch = rng.sample(list(states), min(len(states), args.dpo_prompts - n_expert))  # s ~ D_i (Eq. 11)
+            if n_expert:
+                batch += rng.sample(list(expert_states), min(len(expert_states), n_expert))
+            size = math.ceil(len(batch) / accum)
+            yield from (batch[k * size:(k + 1) * size] for k in range(accum))
+
+    def loss_fn(batch: list[list[dict]]):
+        nonlocal skipped, pairs_this_step
+        if not batch:
+            return None, {}
+        sampling_prompts = [envs.with_extra_instructions(m, extra) for m in batch] if extra else batch
+        with agent.role("policy"):
+            samples = common.generate(agent.peft, agent.codec, sampling_prompts, n=2, temperature=args.dpo_temperature,
+                                      max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)  # [P][2]
+        scores = score_samples(agent, batch, samples, args.invalid_penalty, args.batch_size)  # [P][2] Q_i(s, a)
+        pairs = []  # (prompt, chosen, rejected, Q gap); identical samples or a gap of 0 or below δ: no preference
+        for m, (s0, s1), (q0, q1) in zip(batch, samples, scores):
+            gap = abs(q0 - q1)
+            if not (s0.token_ids == s1.token_ids or gap == 0 or gap < args.dpo_margin):
+                chosen, rejected = (s0, s1) if q0 > q1 else (s1, s0)
+                pairs.append((agent.codec.prompt_ids(m), chosen.token_ids, rejected.token_ids, gap))
+        if not pairs:  # no gradient (train_loop skips a step none of whose micro-batches has a pair)
+            skipped += 1
+            return None, {}
+        pairs_this_step += len(pairs)
+        prompts, chosen_rejected = [p[0] for p in pairs], [[p[1], p[2]] for p in pairs]
+        pad, per_batch = agent.tokenizer.pad_token_id, max(1, args.batch_size // 2)
+        with agent.role("reference"), torch.no_grad():
+            ref, _ = common.continuation_logprobs(agent.peft, prompts, chosen_rejected, pad, per_batch)  # [P, 2]
+        with agent.role("policy"):
+            pol, _ = common.continuation_logprobs(agent.peft, prompts, chosen_rejected, pad, per_batch)  # [P, 2]
+        loss, metrics = dpo_loss(pol[:, 0], pol[:, 1], ref[:, 0], ref[:, 1], args.dpo_beta)
+        valid_q = [q for qs in scores for q in qs if q >= 0]
+        metrics.update(q_gap=sum(p[3] for p in pairs) / len(pairs), q_mean=sum(valid_q) / max(1, len(valid_q)))
+        return loss, metrics
+
+    def on_step(step: int, metrics: dict[str, float]) -> None:
+        nonlocal pairs_this_step
+        metrics["pairs"], pairs_this_step = float(pairs_this_step), 0  # the pairs of the step's micro-batches
+        run.log(stage=f"iter{iteration}/stage3", step=step, **metrics)
+
+    with agent.role("policy"):
+        result = common.train_loop(agent.trainable_parameters("policy"), micro_batches(), loss_fn, lr=args.dpo_lr,
+                                   grad_accum=accum, total=args.dpo_steps * accum, desc=desc, on_step=on_step)
+    return {**result.metrics, "dpo_steps": result.steps, "dpo_steps_without_pairs": skipped,  # (micro-batches)
+            "dpo_stopped_on_nan": result.stopped_on_nan}
+
+
+def make_bon_policy(agent: common.AgentModel, n: int, args: Args) -> tuple[envs.Policy, dict[str, list[dict]]]:
+    """BoN(π, Q_i) (Sec. 2.2): at every turn N samples of the "policy" adapter, act with the one Q_i scores highest.
+    Returns (policy, records): each turn's candidates and their Q, by game id, for the dumped episodes."""
+    records: dict[str, list[dict]] = defaultdict(list)
+
+    def policy(prompts: list[list[dict[str, str]]], live_envs: list[envs.TextEnv]) -> list[str]:
+        with agent.role("policy"):
+            samples = common.generate(agent.peft, agent.codec, prompts, n=n, temperature=args.bon_temperature,
+                                      max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)  # [B][N]
+        scores = score_samples(agent, prompts, samples, args.invalid_penalty, args.batch_size)  # [B][N]
+        for env, group, q in zip(live_envs, samples, scores):
+            records[env.game_id].append({"candidates": [s.text for s in group], "prm_q_candidates": q})
+        return [c.text for c in common.best_of_n(samples, scores)]
+
+    return policy, records
+
+
+# ──────────────────────────────────────────────────────────────────────────────────────────────────────
 # main
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
 
@@ -436,7 +521,7 @@ def main(args: Args) -> dict[str, Any]:
     agent = common.initial_policy(args, run, runtime, quantize, bc_demos)
     rows: list[tuple[str, dict]] = []
     if hasattr(envs.ENV_REGISTRY[args.env], "expert_action"):
-        rows.append(("Expert", agent_prm.evaluate_row(agent, run, args, "Expert", policy=envs.expert_policy)))
+        rows.append(("Expert", common.evaluate_row(agent, run, args, "Expert", policy=envs.expert_policy)))
     if args.sft_baseline:
         if not run.done("sft_baseline"):
             agent.add_role("sft_baseline", copy_from="policy")
@@ -449,8 +534,8 @@ def main(args: Args) -> dict[str, Any]:
             run.mark_done("sft_baseline")
         else:
             agent.load_role("sft_baseline", run.path / "sft_baseline")
-        rows.append(("SFT", agent_prm.evaluate_row(agent, run, args, "SFT", role="sft_baseline")))
-    rows.append(("InversePRM π0", agent_prm.evaluate_row(agent, run, args, "InversePRM π0")))
+        rows.append(("SFT", common.evaluate_row(agent, run, args, "SFT", role="sft_baseline")))
+    rows.append(("InversePRM π0", common.evaluate_row(agent, run, args, "InversePRM π0")))
 
     positives = transitions_from(demos, 1.0, 0, args.history_window, args.history_reasons)  # D+
     expert_states = [t.state for t in positives]
@@ -469,16 +554,10 @@ def main(args: Args) -> dict[str, Any]:
             rollouts, first_steps = collect_learner_rollouts(policy, train_tasks, demos, args,
                                                              random.Random(f"{args.seed}/{it}/resets"),
                                                              desc=f"{it} stage 1: rollouts of π{i - 1}")
-            samples, sample_steps = expert_state_samples(policy, demos, args, f"{it} stage 1: π{i - 1} at expert "
-                                                         f"states") if args.expert_state_actions else ([], [])
             save_learner_trajectories(run, f"{it}/rollouts.jsonl", rollouts, first_steps)
-            save_learner_trajectories(run, f"{it}/expert_state_samples.jsonl", samples, sample_steps)
             run.mark_done(f"{it}/stage1")
         rollouts, first_steps = load_learner_trajectories(run.path / it / "rollouts.jsonl")
         negatives += transitions_from(rollouts, 0.0, i, args.history_window, args.history_reasons, first_steps)
-        samples_file = run.path / it / "expert_state_samples.jsonl"  # absent in runs made before the flag
-        samples, sample_steps = load_learner_trajectories(samples_file) if samples_file.exists() else ([], [])
-        negatives += transitions_from(samples, 0.0, i, args.history_window, args.history_reasons, sample_steps)
         if not run.done(f"{it}/relabel"):
             relabel_with_policy(agent, [*positives, *negatives], args)
             run.write_jsonl(f"{it}/transitions.jsonl", [dataclasses.asdict(t) for t in [*positives, *negatives]])
@@ -493,23 +572,16 @@ def main(args: Args) -> dict[str, Any]:
                 tr.next_action = record["next_action"]
         from_start = [traj.won for traj, t0 in zip(rollouts, first_steps) if t0 == 0]
         from_reset = [traj.won for traj, t0 in zip(rollouts, first_steps) if t0 > 0]
-        # how often π_{i-1} took the expert's own action at the expert's states (each such pair is in D+ and D-)
-        demo_of = {d.game_id: d for d in demos}
-        agree = [traj.steps[t].action == demo_of[traj.game_id].steps[t].action for traj, t in zip(samples, sample_steps)]
         stage1 = {"positives": len(positives), "negatives": len(negatives), "rollouts": len(rollouts),
-                  "rollout_success": 100.0 * sum(from_start) / max(1, len(from_start)), "reset_rollouts": len(from_reset),
-                  "expert_state_samples": len(samples)}
+                  "rollout_success": 100.0 * sum(from_start) / max(1, len(from_start)), "reset_rollouts": len(from_reset)}
         if from_reset:
             stage1["reset_rollout_success"] = 100.0 * sum(from_reset) / len(from_reset)
-        if samples:
-            stage1["expert_action_agreement"] = sum(agree) / len(agree)
         run.log(stage=f"{it}/stage1", **stage1)
         print(f"[{it}] stage 1: |D+| = {len(positives)} expert transitions, |D-| = {len(negatives)} learner "
-              f"transitions (" + (f"π{i - 1} rollouts: {stage1['rollout_success']:.1f}% success" if rollouts else
+              f"transitions (" + (f"π{i - 1} rollouts: {stage1['rollout_success']:.1f}% success" if from_start else
                                   "no rollouts from the start")
               + (f"; {len(from_reset)} from expert states: {stage1['reset_rollout_success']:.1f}%" if from_reset else "")
-              + (f"; {len(samples)} one-step samples at expert states, {100 * sum(agree) / max(1, len(agree)):.0f}% "
-                 f"of them the expert's own action" if samples else "") + ")")
+              + ")")
 
         # ── Stage 2: Q_i classifies D+ vs D- through Q(s,a) - γ Q(s',a') (Alg. 2 line 5, Eq. 9) ──
         if not run.done(f"{it}/stage2"):
@@ -526,15 +598,14 @@ def main(args: Args) -> dict[str, Any]:
               f"(expert {stage2.get('prm_heldout_acc_expert', float('nan')):.3f}, "
               f"learner {stage2.get('prm_heldout_acc_learner', float('nan')):.3f})")
         for n in args.bon_n:
-            name = agent_prm.paper_name(i - 1, i - 1, n if len(args.bon_n) > 1 else None)
-            rows.append((name, agent_prm.evaluate_row(agent, run, args, name, n)))
+            name = common.paper_name(i - 1, i - 1, n if len(args.bon_n) > 1 else None)
+            rows.append((name, common.evaluate_row(agent, run, args, name,
+                                                   make_policy=lambda _split, n=n: make_bon_policy(agent, n, args))))
 
         # ── Stage 3: online DPO of π_i against Q_i on s ~ D_i, KL to π_{i-1} (Alg. 2 line 6, Eq. 10-11) ──
         if not run.done(f"{it}/stage3"):
-            states = agent_prm.dpo_prompt_states([*rollouts, *samples], args.history_window, args.history_reasons,
-                                                 [*first_steps, *sample_steps])  # s ~ D_i (Eq. 11)
-            stage3 = agent_prm.online_dpo(agent, states, expert_states, args, desc=f"{it} stage 3: online DPO",
-                                          run=run, iteration=i)
+            states = dpo_prompt_states(rollouts, args.history_window, args.history_reasons, first_steps)  # s ~ D_i
+            stage3 = online_dpo(agent, states, expert_states, args, f"{it} stage 3: online DPO", run, i)
             agent.save_role("policy", run.path / it / "policy")
             run.write_json(f"{it}/dpo_metrics.json", stage3)
             run.mark_done(f"{it}/stage3")
@@ -543,10 +614,11 @@ def main(args: Args) -> dict[str, Any]:
         stage3 = run.read_json(f"{it}/dpo_metrics.json")
         print(f"[{it}] stage 3: {stage3['dpo_steps']} DPO steps ({stage3.get('dpo_steps_without_pairs', 0)} batches "
               f"without a preference pair skipped), last loss {stage3.get('dpo_loss', float('nan')):.3f}")
-        rows.append((f"InversePRM π{i}", agent_prm.evaluate_row(agent, run, args, f"InversePRM π{i}")))
+        rows.append((f"InversePRM π{i}", common.evaluate_row(agent, run, args, f"InversePRM π{i}")))
         for n in args.bon_n:
-            name = agent_prm.paper_name(i, i - 1, n if len(args.bon_n) > 1 else None)
-            rows.append((name, agent_prm.evaluate_row(agent, run, args, name, n)))
+            name = common.paper_name(i, i - 1, n if len(args.bon_n) > 1 else None)
+            rows.append((name, common.evaluate_row(agent, run, args, name,
+                                                   make_policy=lambda _split, n=n: make_bon_policy(agent, n, args))))
 
     validation = args.eval_splits[0]
     policies = {name: row for name, row in rows if name.startswith("InversePRM π") and name != "InversePRM π0"}

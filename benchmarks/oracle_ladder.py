@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import agent_prm  # noqa: E402
 import common  # noqa: E402
 import envs  # noqa: E402
-from prm_diagnostics import load_prm, load_run  # noqa: E402
+from prm_diagnostics import load_prm, load_run, prm_replaced_by  # noqa: E402
 
 
 def expert_return(env: envs.TextEnv, gamma: float) -> float:
@@ -80,8 +80,8 @@ def oracle_bon_policy(agent: common.AgentModel, args: agent_prm.Args, n: int,
 
 def stage3_oracle(args: agent_prm.Args, trajectories: Sequence[envs.Trajectory]):
     """Stage 3's states s ~ D (agent_prm.dpo_prompt_states of the Stage-1 rollouts) and a score function
-    (prompts, samples) -> Q^μ [P][2] for agent_prm.online_dpo: each prompt's game is rebuilt and replayed to the
-    state (envs.replay) the first time it is asked, then kept."""
+    (prompts, samples) -> Q^μ [P][K] for agent_prm.online_dpo (prm_replaced_by): each prompt's game is rebuilt and
+    replayed to the state (envs.replay) the first time it is asked, then kept."""
     where: dict[str, tuple[envs.Trajectory, int]] = {}  # a state's messages (JSON) -> the first (episode, t) there
     for traj in trajectories:
         for t in range(len(traj.steps)):
@@ -150,8 +150,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--dpo-beta", type=float, default=None, help="Stage-3 β (default: the run's)")
     parser.add_argument("--dpo-temperature", type=float, default=None,
                         help="temperature of Stage 3's two samples (default: the run's)")
-    parser.add_argument("--dpo-nll", type=float, default=None,
-                        help="Stage-3 RPO weight λ, agent_prm.py --dpo-nll (default: the run's)")
+    parser.add_argument("--dpo-samples", type=int, default=None,
+                        help="Stage 3's samples per prompt; Q^μ's best and worst form the pair (default: the run's)")
+    parser.add_argument("--dpo-prompts", type=int, default=None,
+                        help="Stage 3's prompt states per optimizer step (default: the run's)")
     parser.add_argument("--eval-games", type=int, default=None, help="games per evaluation split (default: the run's)")
     parser.add_argument("--eval-splits", nargs="+", default=None, choices=envs.SPLITS,
                         help="splits to evaluate on (default: the run's; the first is the validation split)")
@@ -164,20 +166,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f"error: {cli.run} has no iter1/rollouts.jsonl: run agent_prm.py's Stage 1 first")
     if any(n < 0 for n in cli.bon_n) or (cli.dpo_steps is not None and cli.dpo_steps < 1) or \
             (cli.eval_games is not None and cli.eval_games < 1) or any(lr <= 0 for lr in cli.dpo_lr or []) or \
-            (cli.dpo_beta is not None and cli.dpo_beta <= 0) or (cli.dpo_nll is not None and cli.dpo_nll < 0) or \
-            (cli.dpo_temperature is not None and cli.dpo_temperature <= 0):
-        sys.exit("error: --bon-n, --dpo-nll must be ≥ 0, --dpo-steps and --eval-games ≥ 1, --dpo-lr, --dpo-beta and "
-                 "--dpo-temperature > 0")
+            (cli.dpo_beta is not None and cli.dpo_beta <= 0) or \
+            (cli.dpo_temperature is not None and cli.dpo_temperature <= 0) or \
+            (cli.dpo_samples is not None and cli.dpo_samples < 2) or (cli.dpo_prompts is not None and cli.dpo_prompts < 1):
+        sys.exit("error: --bon-n must be ≥ 0, --dpo-steps, --dpo-prompts and --eval-games ≥ 1, "
+                 "--dpo-samples ≥ 2, --dpo-lr, --dpo-beta and --dpo-temperature > 0")
     args, agent = load_run(cli.run)
     if not hasattr(envs.make(args.env, "train", args.first_task, max_steps=args.max_steps), "expert_action"):
         sys.exit(f"error: {args.env} has no expert: Q^μ needs one")
-    variant = "".join(f"_{name}{value:g}" for name, value in (("beta", cli.dpo_beta), ("nll", cli.dpo_nll),
-                                                              ("T", cli.dpo_temperature))
+    variant = "".join(f"_{name}{value:g}" for name, value in (("beta", cli.dpo_beta),
+                                                              ("T", cli.dpo_temperature), ("K", cli.dpo_samples),
+                                                              ("P", cli.dpo_prompts))
                       if value is not None)  # in the names of the Stage-3 rows and folders
     args.dpo_steps = cli.dpo_steps or args.dpo_steps
     args.dpo_beta = args.dpo_beta if cli.dpo_beta is None else cli.dpo_beta
-    args.dpo_nll = args.dpo_nll if cli.dpo_nll is None else cli.dpo_nll
     args.dpo_temperature = args.dpo_temperature if cli.dpo_temperature is None else cli.dpo_temperature
+    args.dpo_samples = cli.dpo_samples or args.dpo_samples
+    args.dpo_prompts = cli.dpo_prompts or args.dpo_prompts
     args.eval_games = cli.eval_games or args.eval_games
     args.eval_splits = cli.eval_splits or args.eval_splits
     out = common.RunDir("oracle_ladder", args.env, args.seed, cli.out or str(cli.run / "oracle_ladder"), args)
@@ -219,8 +224,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if cli.dpo_lr is not None:
         print(f"Stage 3 against Q^μ: {len(states)} distinct states of {len(trajectories)} Stage-1 episodes; "
               f"{args.dpo_steps} steps x {args.dpo_prompts} prompts (each state used "
-              f"{args.dpo_steps * args.dpo_prompts / len(states):.2f} times), T {args.dpo_temperature}, "
-              f"β {args.dpo_beta}")
+              f"{args.dpo_steps * args.dpo_prompts / len(states):.2f} times), {args.dpo_samples} samples each, "
+              f"T {args.dpo_temperature}, β {args.dpo_beta}")
         agent.save_role("policy", out.path / "policy_pi0")  # every learning rate starts from π0
         agent.add_role("reference", copy_from="policy")  # π0, frozen: the KL anchor of Eq. 3
         for lr in cli.dpo_lr or [args.dpo_lr]:
@@ -230,8 +235,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 agent.load_role("policy", out.path / f"policy_{tag}")
             else:
                 common.set_seed(args.seed)
-                metrics = agent_prm.online_dpo(agent, states, [], args, f"stage 3 vs Q^μ ({tag})", run=out,
-                                               iteration=1, score=score)
+                with prm_replaced_by(score):  # Q^μ in place of the PRM
+                    metrics = agent_prm.online_dpo(agent, states, [], args, f"stage 3 vs Q^μ ({tag})", run=out,
+                                                   iteration=1)
                 agent.save_role("policy", out.path / f"policy_{tag}")
                 out.write_json(f"dpo_metrics_{tag}.json", metrics)
                 out.mark_done(f"stage3_{tag}")

@@ -1,4 +1,4 @@
-"""Is a trained PRM useful for choosing actions? Nine checks on a finished agent_prm.py or inverse_prm.py run
+"""Is a trained PRM useful for choosing actions? Checks on a finished agent_prm.py or inverse_prm.py run
 (household env; the run's iter1/prm is Q0 of AgentPRM, or Q1 of InversePRM).
 
 1. pick rate: at states of the expert's trajectories on eval games, sample N responses from π0 and ask how
@@ -46,12 +46,7 @@
    --dpo-margin, its --invalid-penalty: agent_prm.dpo_pair, as in Stage 3): the chosen and rejected actions'
    command words, and whether each is admissible. A PRM that prefers one command word to another (`go to` to
    `take`) teaches π_i to stop using the other, whatever check 4 says of its grounding. --dpo-margin δ: another δ.
-8. what the targets can teach (--target-census [ROLLOUTS.jsonl ...]; AgentPRM runs; no model): Q̂ of Eq. 1 keyed by
-   the game's Markov state, at the states where the Stage-1 rollouts took both an admissible and an inadmissible
-   action. How often Q̂ ranks the admissible action higher, lower, the same; how many of these states no visit
-   ever won from (there every action's Q̂ is 0, so a PRM fit to Q̂ has nothing to rank, whatever its size and
-   however many rollouts); and whether the household expert, put in each of those, still wins (so they are
-   states where π_{i-1} is stuck, not lost games); and the same pairs ranked by the expert's advantage A^μ.
+8. (removed with agent_prm.py's Markov-state Q̂; its results are in docs/findings.md)
 9. Stage 3 with an oracle PRM (--oracle-dpo admissible|expert; trains and plays eval games: minutes): the run's
    own Stage 3 (agent_prm.online_dpo from π0, KL to π0, at the run's Stage-3 prompt states, with its DPO settings)
    with an indicator in place of the PRM: 1[the action is in the game's admissible list], or 1[the action is the
@@ -70,7 +65,6 @@
     python benchmarks/prm_diagnostics.py runs/<agent_prm run> --retrain          # check 5 (add rollout files: more data)
     python benchmarks/prm_diagnostics.py runs/<run> --admissible-bon 1 4 16      # check 6, plays eval games
     python benchmarks/prm_diagnostics.py runs/<run> --dpo-pairs 400              # check 7, at Stage 3's states
-    python benchmarks/prm_diagnostics.py runs/<agent_prm run> --target-census    # check 8 (add rollout files: more)
     python benchmarks/prm_diagnostics.py runs/<run> --oracle-dpo admissible [--dpo-steps 240]   # check 9
 """
 
@@ -82,6 +76,7 @@ import dataclasses
 import json
 import random
 import sys
+import unittest.mock
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -118,6 +113,15 @@ def load_run(run: Path, prm_epochs: float | None = None) -> tuple[agent_prm.Args
     if adapter:
         agent.load_role("policy", adapter)
     return args, agent
+
+
+def prm_replaced_by(score):
+    """A context in which agent_prm.score_samples, what Stage 3 (agent_prm.online_dpo) scores its samples with, is
+    `score(prompts, samples) -> Q [P][K]` instead of the "prm" adapter: Stage 3 against an oracle."""
+    def scores(agent, messages, samples, invalid_penalty, batch_size):  # agent_prm.score_samples' signature
+        return score(messages, samples)
+
+    return unittest.mock.patch.object(agent_prm, "score_samples", scores)
 
 
 def load_prm(agent: common.AgentModel, run: Path) -> None:
@@ -363,13 +367,12 @@ def retrain_main(run: Path, rollout_files: list[str], prm_epochs: float | None =
         sys.exit(f"error: no such rollout file: {', '.join(missing)}")
     args, agent = load_run(run, prm_epochs)
     trajectories = [envs.Trajectory.from_json(record) for f in files for record in _read_jsonl(f)]
-    q_hat, _ = agent_prm.estimate_q_targets(trajectories, args.gamma, args.state_key)  # Eq. 1, as Stage 1 of the run
+    q_hat, _ = agent_prm.estimate_q_targets(trajectories, args.gamma)  # Eq. 1, as Stage 1 of the run
     if args.shaping_alpha > 0:  # Eq. 13, as the run did (π0's value head fit on these rollouts)
-        values, _ = agent_prm.reference_values(agent, trajectories, trajectories,
-                                               range(args.first_task, args.first_task + args.train_tasks), args)
+        values, _ = agent_prm.reference_values(agent, trajectories, trajectories, args)
         q_hat = agent_prm.shaped_targets(trajectories, q_hat, values, args)
     dataset = agent_prm.build_prm_dataset(trajectories, agent_prm.normalize_targets(q_hat), args.history_window,
-                                          args.history_reasons, args.state_key, args.world_contrasts, args.seed)
+                                          args.history_reasons)
     print(f"check 5: {len(trajectories)} rollouts from {len(files)} file(s), {len(dataset)} (s, a) rows, each PRM "
           f"trained for {args.prm_epochs:g} epoch(s)")
     for target, rows in (("Q̂ (Eq. 1)", dataset), ("admissible (control)", admissible_targets(dataset, trajectories))):
@@ -433,13 +436,10 @@ def expert_action_at(traj: envs.Trajectory, t: int, args: agent_prm.Args, split:
 
 
 def stage3_states(run: Path, args: agent_prm.Args, expert: bool = False) -> list[Stage3State]:
-    """The run's Stage-3 prompt states s ~ D_1 (agent_prm.dpo_prompt_states of its Stage-1 trajectories, and of
-    inverse_prm's one-step samples at expert states), each with its admissible actions and, with `expert`, the
-    household expert's action (its game replayed to the state: envs.replay)."""
-    files = [run / "iter1" / name for name in ("rollouts.jsonl", "expert_state_samples.jsonl")]
-    loaded = [inverse_prm.load_learner_trajectories(path) for path in files if path.exists()]
-    trajectories = [traj for trajs, _ in loaded for traj in trajs]
-    first_steps = [t0 for _, steps in loaded for t0 in steps]
+    """The run's Stage-3 prompt states s ~ D_1 (agent_prm.dpo_prompt_states of its Stage-1 trajectories), each with
+    its admissible actions and, with `expert`, the household expert's action (its game replayed to the state:
+    envs.replay)."""
+    trajectories, first_steps = inverse_prm.load_learner_trajectories(run / "iter1" / "rollouts.jsonl")
     where = {}  # state (its messages' JSON) -> the first (trajectory, step) that reached it
     for traj, t0 in zip(trajectories, first_steps):
         for t in range(t0, len(traj.steps)):
@@ -499,85 +499,6 @@ def dpo_pairs_main(run: Path, n_states: int, margin: float | None = None) -> Non
     r = dpo_pairs_at(agent, args, some_states(stage3_states(run, args), n_states, args.seed),
                      lambda m, s: agent_prm.score_samples(agent, m, s, args.invalid_penalty, args.batch_size))
     print(f"DPO pairs of {run} (T = {args.dpo_temperature}, δ = {args.dpo_margin}): {format_dpo_pairs(r)}")
-
-
-def target_census(trajectories: Sequence[envs.Trajectory], q_hat: dict, targets: dict | None = None) -> dict:
-    """Check 8: what Eq. 1's targets say where admissibility matters. Q̂(s, a) keyed by the game's Markov state
-    (`--state-key world`, so the visits of every route pool), at the states where the rollouts took both an
-    admissible and an inadmissible action: over every such (admissible, inadmissible) pair of one state, how
-    often Q̂ ranks the admissible one higher, lower, or the same; and which of these states no visit ever won from
-    (every return 0, so every action there has Q̂ = 0 and no PRM fit to Q̂ can rank them). Returns the counts and,
-    for the never-won states, (trajectory index, t) of their first visit (check 8 asks the expert about them).
-    q_hat: Eq. 1's Q̂ of these trajectories keyed by Markov state (agent_prm.estimate_q_targets(..., "world")).
-    targets: rank by these (keyed like Q̂ by Markov state and action, e.g. Eq. 13's shaped targets) instead."""
-    admissible: dict[tuple[str, str], bool] = {}
-    first_visit: dict[str, tuple[int, int]] = {}
-    for i, traj in enumerate(trajectories):
-        for t, (key, step) in enumerate(zip(agent_prm.state_action_keys(traj, "world"), traj.steps)):
-            admissible[key] = step.action is not None and step.action in step.admissible
-            first_visit.setdefault(key[0], (i, t))
-    by_state: dict[str, dict[str, float]] = collections.defaultdict(dict)
-    for (state, action), q in (targets or q_hat).items():
-        by_state[state][action] = q
-    r = {"states": len(by_state), "mixed_states": 0, "pairs": 0, "higher": 0, "lower": 0, "tied": 0,
-         "tied_at_zero": 0, "never_won": []}
-    for state, q_of in by_state.items():
-        good = [q for a, q in q_of.items() if admissible[(state, a)]]
-        bad = [q for a, q in q_of.items() if not admissible[(state, a)]]
-        if not good or not bad:
-            continue
-        r["mixed_states"] += 1
-        if max(q_hat[(state, a)] for a in q_of) == 0:  # rewards are 0 until success: no visit led to a win
-            r["never_won"].append(first_visit[state])
-        for q_good in good:
-            for q_bad in bad:
-                r["pairs"] += 1
-                r["higher" if q_good > q_bad else "lower" if q_good < q_bad else "tied"] += 1
-                r["tied_at_zero"] += q_good == q_bad == 0
-    return r
-
-
-def target_census_main(run: Path, rollout_files: list[str]) -> None:
-    """Check 8 on the run's Stage-1 rollouts (or the files given): the census by Q̂; on the household game also
-    whether the expert wins from the never-won states, and the census by the expert's advantage."""
-    if is_inverse_run(run):
-        sys.exit("error: --target-census reads AgentPRM's Stage-1 rollouts; this is an inverse_prm.py run")
-    files = [Path(f) for f in rollout_files] or [run / "iter1" / "rollouts.jsonl"]
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        sys.exit(f"error: no such rollout file: {', '.join(missing)} (run the script past Stage 1 first)")
-    saved = json.loads((run / "args.json").read_text())
-    args = agent_prm.Args(**{k: v for k, v in saved.items() if k in agent_prm.Args.__dataclass_fields__})
-    trajectories = [envs.Trajectory.from_json(record) for f in files for record in _read_jsonl(f)]
-    q_hat, _ = agent_prm.estimate_q_targets(trajectories, args.gamma, "world")  # Eq. 1, by Markov state
-    r = target_census(trajectories, q_hat)
-    if not r["pairs"]:
-        print(f"check 8: {len(trajectories)} rollouts, {r['states']} Markov states, none where both an admissible "
-              f"and an inadmissible action were taken: nothing to compare")
-        return
-    n = r["pairs"]
-    print(f"check 8: {len(trajectories)} rollouts ({100 * sum(t.won for t in trajectories) / len(trajectories):.1f}% "
-          f"won), {r['states']} Markov states, {r['mixed_states']} where both an admissible and an inadmissible "
-          f"action were taken; over their {r['pairs']} (admissible, inadmissible) pairs Q̂ (γ = {args.gamma:g}) ranks "
-          f"the admissible one higher {r['higher'] / n:.3f}, lower {r['lower'] / n:.3f}, the same {r['tied'] / n:.3f} "
-          f"({r['tied_at_zero'] / n:.3f} both 0)")
-    never_won = r["never_won"]
-    print(f"  {len(never_won)} of the {r['mixed_states']} states were never won from (Q̂ = 0 for every action)")
-    if args.env != "household":
-        return
-    # V^μ(s) > 0 iff the expert, played on from s, wins within the game's budget (agent_prm.expert_values)
-    values = agent_prm.expert_values(trajectories, args.env, range(args.first_task, args.first_task + args.train_tasks),
-                                     args.max_steps, args.gamma)
-    if never_won:
-        wins = sum(values[i][t] > 0 for i, t in never_won)
-        print(f"  the expert, put in each of them, wins from {wins} ({100 * wins / len(never_won):.1f}%) within the "
-              f"game's {args.max_steps}-action budget")
-    # the same pairs ranked by the expert's advantage A^μ = r + γ V^μ(s') - V^μ(s) (Eq. 13 with μ = the expert,
-    # α = 1): how a competent continuation, rather than π_{i-1}'s, values a wasted turn against an admissible action
-    world = dataclasses.replace(args, state_key="world", shaping_alpha=1.0)
-    a = target_census(trajectories, q_hat, agent_prm.shaped_targets(trajectories, q_hat, values, world))
-    print(f"  ranked by the expert's advantage A^μ instead (μ = the expert, exact): the admissible one higher "
-          f"{a['higher'] / n:.3f}, lower {a['lower'] / n:.3f}, the same {a['tied'] / n:.3f}")
 
 
 ORACLES = {"admissible": "1[admissible]", "expert": "1[the expert's action]"}  # check 9's indicators, by name
@@ -686,8 +607,9 @@ def oracle_dpo_main(run: Path, oracle: str, dpo_steps: int | None, dpo_prompts: 
     else:
         agent.add_role("reference", copy_from="policy")  # π0, frozen: the KL anchor of Eq. 3
         common.set_seed(args.seed)
-        metrics = agent_prm.online_dpo(agent, [state.messages for state in states], [], args,
-                                       f"check 9: online DPO vs {label}", run=out, iteration=1, score=score)
+        with prm_replaced_by(score):  # the indicator in place of the PRM
+            metrics = agent_prm.online_dpo(agent, [state.messages for state in states], [], args,
+                                           f"check 9: online DPO vs {label}", run=out, iteration=1)
         agent.save_role("policy", out.path / "policy")
         out.write_json("dpo_metrics.json", metrics)
         out.mark_done("stage3")
@@ -813,9 +735,6 @@ def main() -> None:
                         "π0's two samples at S of the run's Stage-3 prompt states (minutes); with --oracle-dpo: "
                         "the states of check 9's census of the indicator's pairs (default 400)")
     parser.add_argument("--dpo-margin", type=float, help="check 7: this δ in place of the run's --dpo-margin")
-    parser.add_argument("--target-census", nargs="*", metavar="ROLLOUTS", help="only check 8 (no model, seconds): "
-                        "Q̂ of the run's Stage-1 rollouts (or of these files, e.g. more rollouts of the same π0 on the "
-                        "same games) at the states where admissible and inadmissible actions were both taken")
     parser.add_argument("--oracle-dpo", choices=sorted(ORACLES), help="only check 9: the run's Stage 3 (online DPO "
                         "from π0) against an oracle indicator, 1[admissible] or 1[the expert's action], then π1 on "
                         "its validation split (minutes)")
@@ -834,7 +753,7 @@ def main() -> None:
         for run in runs:
             if not (run / "args.json").exists():
                 sys.exit(f"error: {run} is not a run folder (no args.json)")
-            if not any((run / "iter1" / name).exists() for name in ("rollouts.jsonl", "expert_state_samples.jsonl")):
+            if not (run / "iter1" / "rollouts.jsonl").exists():
                 sys.exit(f"error: {run} has no Stage-1 rollouts (iter1/rollouts.jsonl): run the script past Stage 1")
         for run in runs:
             oracle_dpo_main(run, cli.oracle_dpo, cli.dpo_steps, cli.dpo_prompts, cli.dpo_beta, cli.dpo_pairs or 400)
@@ -847,14 +766,6 @@ def main() -> None:
                 sys.exit(f"error: {run} is not a run folder (no args.json)")
         for run in runs:
             admissible_bon_main(run, cli.admissible_bon)
-        return
-    if cli.target_census is not None:
-        if len(runs) > 1 and cli.target_census:
-            sys.exit("error: --target-census with rollout files takes one run (its settings and games)")
-        for run in runs:
-            if not (run / "args.json").exists():
-                sys.exit(f"error: {run} is not a run folder (no args.json)")
-            target_census_main(run, cli.target_census)
         return
     for run in runs:
         if not (run / "iter1" / "prm").exists():

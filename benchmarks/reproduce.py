@@ -191,7 +191,7 @@ def bon_curve(run_path: Path, ns: list[int], quick: bool) -> None:
     curve_run = common.RunDir("bon_curve", args.env, args.seed, str(run_path / "bon_curve"), args)
     curve = {}
     for n in ns:
-        name = agent_prm.paper_name(0, 0, n)
+        name = common.paper_name(0, 0, n)
         curve[n] = agent_prm.evaluate_row(agent, curve_run, args, name, n)[args.eval_splits[0]]
     curve_run.write_json("summary.json", {"split": args.eval_splits[0], "curve": {str(n): s for n, s in curve.items()}})
 

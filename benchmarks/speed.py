@@ -255,6 +255,36 @@ def bench_allocator(repeats: int = 5) -> None:
           f"{repeats} rounds, range {low:.2f}-{high:.2f}x; tiny model sampling 4 x 16 responses, 3 times)")
 
 
+def bench_cache(games: int = 32, new_tokens: int = 24, repeats: int = 5) -> None:
+    """Stage-1-style rollouts (one response per prompt, `games` compact household games played to their 15-action
+    limit at once) with generate's static KV cache (common.generate_from_ids' default for n = 1) vs its default
+    cache, which concatenates a longer copy of itself at every decoding step. Episodes per minute, interleaved."""
+    import functools
+
+    import common
+
+    model, _, codec, _ = _tiny_model()
+    static = common.generate_from_ids
+    dynamic = functools.partial(static, static_cache=False)
+    policy = common.make_llm_policy(model, codec, temperature=0.3, max_new_tokens=new_tokens, batch_size=games)
+
+    def play(generate_from_ids) -> float:
+        common.generate_from_ids = generate_from_ids  # what common.generate (the policy) calls
+        try:
+            batch = envs.make_envs("household-compact", "train", games)
+            start = time.perf_counter()
+            episodes = envs.rollout(batch, policy)
+            return len(episodes) / ((time.perf_counter() - start) / 60)
+        finally:
+            common.generate_from_ids = static
+
+    rounds = [(1 / play(dynamic), 1 / play(static)) for _ in range(repeats)]  # minutes per episode
+    slow, fast, median, low, high = _median_ratio(rounds)
+    print(f"cache: rollouts {1 / fast:,.0f} episodes/min with the static KV cache vs {1 / slow:,.0f} with the "
+          f"default cache: {median:.2f}x (rounds {low:.2f}-{high:.2f}x; random tiny model, {games} games at once, "
+          f"{new_tokens}-token responses)")
+
+
 def bench_quick_runs() -> None:
     """Wall time of each algorithm's --quick run (tiny model, CPU), in a temporary folder."""
     import subprocess
@@ -273,7 +303,7 @@ def bench_quick_runs() -> None:
 
 
 SECTIONS = {"env": bench_env, "generation": bench_generation, "prefix": bench_prefix_sharing,
-            "lora": bench_lora_folding, "allocator": bench_allocator, "quick": bench_quick_runs}
+            "lora": bench_lora_folding, "allocator": bench_allocator, "cache": bench_cache, "quick": bench_quick_runs}
 
 
 def main() -> None:
@@ -306,7 +336,7 @@ def main() -> None:
         for name in args.only or SECTIONS:
             if name == "prefix":
                 bench_prefix_sharing(model_name=args.prefix_model, repeats=args.repeats)
-            elif name in ("generation", "lora", "allocator"):
+            elif name in ("generation", "lora", "allocator", "cache"):
                 SECTIONS[name](repeats=args.repeats)
             else:
                 SECTIONS[name]()

@@ -283,6 +283,28 @@ def test_every_flag_has_help():
             assert f.metadata.get("help"), f"{module.__name__}.Args.{f.name} has no help string"
 
 
+def test_no_algorithm_file_imports_another():
+    """One file per algorithm (CleanRL style): agent_prm.py, inverse_prm.py and action_prm.py share only common.py
+    and envs.py, never one another's code. Every import statement is parsed, those inside functions included."""
+    import ast
+    from pathlib import Path
+
+    algorithms = {"agent_prm", "inverse_prm", "action_prm"}
+    for name in sorted(algorithms):
+        tree = ast.parse((Path(__file__).resolve().parent.parent / f"{name}.py").read_text(encoding="utf-8"))
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):  # `from x import y`, and `from . import y`
+                imported |= {node.module.split(".")[0]} if node.module else {alias.name for alias in node.names}
+            elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) in (
+                    "import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant):
+                imported.add(str(node.args[0].value).split(".")[0])
+        assert "common" in imported, f"{name}.py: no import statement found"  # the parse sees its imports
+        assert not imported & (algorithms - {name}), f"{name}.py imports {sorted(imported & algorithms - {name})}"
+
+
 def test_run_dir_resume_and_atomic_files(tmp_path):
     @dataclasses.dataclass
     class A:
@@ -328,6 +350,22 @@ def test_prefix_shared_sampling_matches_plain_generation(tiny):
     for prompt, group in zip(prompts, shared):
         [[alone]] = common.generate(model, codec, [prompt], n=1, temperature=0.0, max_new_tokens=10)
         assert all(s.token_ids == alone.token_ids for s in group)
+
+
+def test_static_kv_cache_samples_what_the_default_cache_samples(tiny):
+    """One sample per prompt decodes into a preallocated static cache; with the same seed it must draw the same
+    tokens as the default (growing) cache, sampled and greedy, over left-padded prompts of different lengths."""
+    model, tokenizer, codec = tiny
+    demos = envs.expert_demonstrations("household", "train", 2)
+    ids = [codec.prompt_ids(envs.trajectory_messages(d, t, 2)) for d in demos for t in (0, 3)]
+    assert len({len(p) for p in ids}) > 1
+    for temperature in (0.0, 1.0):
+        out = {}
+        for static in (True, False):
+            torch.manual_seed(0)
+            out[static] = [g[0].token_ids for g in common.generate_from_ids(
+                model, codec, ids, n=1, temperature=temperature, max_new_tokens=12, batch_size=4, static_cache=static)]
+        assert out[True] == out[False]
 
 
 def test_prefill_shared_gives_the_next_token_logits_of_the_full_prompt(tiny):

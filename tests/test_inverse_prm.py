@@ -95,8 +95,6 @@ def test_rollout_resets_start_the_learner_at_expert_states():
     start keeps all its steps."""
     import random
 
-    import agent_prm
-
     tasks = list(range(2000, 2004))
     demos = envs.expert_demonstrations("household", "train", 4, start=2000)
     args = inverse_prm.Args(rollout_resets=0.5, rollouts_per_task=2, batch_size=3)
@@ -115,7 +113,7 @@ def test_rollout_resets_start_the_learner_at_expert_states():
     learner = [tr for tr in negatives if tr.game_id == trajs[k].game_id and tr.state == envs.trajectory_messages(
         trajs[k], first[k], 2)]
     assert learner and learner[0].action == trajs[k].steps[first[k]].response  # s*_t with the learner's action
-    states = agent_prm.dpo_prompt_states(trajs, 2, first_steps=first)
+    states = inverse_prm.dpo_prompt_states(trajs, 2, first_steps=first)
     assert envs.trajectory_messages(trajs[k], first[k] - 1, 2) not in states  # an expert prefix state is not
     # The same seed draws the same resets; without resets every rollout starts at the game's start.
     assert inverse_prm.collect_learner_rollouts(random_agent, tasks, demos, args, random.Random(0), "t")[1] == first
@@ -127,26 +125,27 @@ def test_rollout_resets_start_the_learner_at_expert_states():
         inverse_prm.Args(rollout_resets=1.5)
 
 
-def test_expert_state_samples_act_once_at_every_state_of_every_demonstration():
-    """--expert-state-actions K: at each state s*_t of each demonstration, K one-step transitions of the learner
-    (the replayed expert prefix, then ONE learner action, cut as by max_steps so s' is kept): D- holds exactly
-    those K * |D+| transitions, each starting at an expert transition's own state."""
-    demos = envs.expert_demonstrations("household", "train", 3, start=2000)
-    args = inverse_prm.Args(expert_state_actions=2, first_task=2000, batch_size=5)
-    trajs, first = inverse_prm.expert_state_samples(envs.make_random_policy(0), demos, args, "test")
-    n_states = sum(len(d.steps) for d in demos)
-    assert len(trajs) == 2 * n_states and sorted(set(first)) == list(range(max(len(d.steps) for d in demos)))
-    demo_of = {d.game_id: d for d in demos}
-    for traj, t in zip(trajs, first):
-        assert traj.steps[:t] == demo_of[traj.game_id].steps[:t] and len(traj.steps) == t + 1  # one learner step
-    negatives = inverse_prm.transitions_from(trajs, 0.0, 1, 2, first_steps=first)
-    positives = inverse_prm.transitions_from(demos, 1.0, 0, 2)
-    assert len(negatives) == 2 * len(positives)
-    expert_states = [tr.state for tr in positives]
-    assert all(tr.state in expert_states for tr in negatives)  # the same states as D+: only a tells them apart
-    assert all((tr.next_state is None) == traj.won for tr, traj in zip(negatives, trajs))  # cut: s' is kept
-    with pytest.raises(inverse_prm.common.UserError, match="is not one of them"):
-        inverse_prm.expert_state_samples(envs.make_random_policy(0), demos,
-                                         inverse_prm.Args(expert_state_actions=1, first_task=2001), "test")
+def test_stage3_flags_prompt_states_and_dpo_loss():
+    """Stage 3's own pieces: its flag checks, the distinct prompt states s ~ D_i (a state is the game and the actions
+    so far; unparsable actions are one action), and the DPO loss of Eq. 10."""
+    for flags, message in [({"dpo_steps": -1}, "--dpo-steps must be ≥ 0"), ({"dpo_prompts": 0}, "--dpo-prompts"),
+                           ({"dpo_micro_prompts": 0}, "--dpo-micro-prompts ≥ 1"),
+                           ({"dpo_margin": -0.1}, "--dpo-margin must be ≥ 0, got -0.1")]:
+        with pytest.raises(inverse_prm.common.UserError, match=message):
+            inverse_prm.Args(**flags)
+    a, b = _traj("g", ["x", None, "y"], False), _traj("g", ["x", None, "z", "w"], False)  # b shares a's first 3 states
+    b.steps[1].response = "ACTION:"  # another unparsable response: the same state after it
+    states = inverse_prm.dpo_prompt_states([a, b], 2)
+    assert states == [envs.trajectory_messages(a, t, 2) for t in range(3)] + [envs.trajectory_messages(b, 3, 2)]
+    assert inverse_prm.dpo_prompt_states([a, b], 2, first_steps=[2, 0]) == \
+        [envs.trajectory_messages(a, 2, 2)] + [envs.trajectory_messages(b, t, 2) for t in (0, 1, 3)]
+    # β = 1: the chosen response gains 1 nat over π_{i-1}, the rejected loses 1 -> -log σ(2)
+    loss, metrics = inverse_prm.dpo_loss(torch.tensor([-2.0]), torch.tensor([-4.0]), torch.tensor([-3.0]),
+                                         torch.tensor([-3.0]), 1.0)
+    assert loss.item() == pytest.approx(math.log(1 + math.exp(-2)))
+    assert metrics["reward_margin"] == pytest.approx(2.0) and metrics["reward_acc"] == 1.0
+
+
+def test_d_minus_needs_training_games():
     with pytest.raises(inverse_prm.common.UserError, match="D- would be empty"):
         inverse_prm.Args(train_tasks=0)

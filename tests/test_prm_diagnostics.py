@@ -174,6 +174,18 @@ def test_indicator_scores_are_check_9s_q_and_make_the_good_sample_the_chosen_one
         score([[{"role": "user", "content": "elsewhere"}]], [[_sample("look"), _sample("look")]])
 
 
+def test_prm_replaced_by_puts_the_score_in_place_of_agent_prms_scorer_and_restores_it():
+    """Stage 3 against an oracle (check 9, oracle_ladder): inside the context, agent_prm.score_samples (what
+    agent_prm.online_dpo scores its samples with) is the given score; outside, the PRM's scorer again."""
+    learned = agent_prm.score_samples
+    messages, samples = [[{"role": "user", "content": "s"}]], [[_sample("look"), _sample("go to desk 1")]]
+    with prm_diagnostics.prm_replaced_by(lambda m, s: [[float(len(x.text)) for x in group] for group in s]):
+        assert agent_prm.score_samples(None, messages, samples, 1.0, 8) == [[len(x.text) for x in samples[0]]]
+        assert agent_prm.score_samples(agent=None, messages=messages, samples=samples, invalid_penalty=1.0,
+                                       batch_size=8) == [[len(x.text) for x in samples[0]]]
+    assert agent_prm.score_samples is learned
+
+
 def test_good_action_rates_count_the_oracles_good_actions_admissible_ones_and_command_words(monkeypatch):
     """Check 9's before/after measure on canned samples: shares of all samples (2 per state)."""
     import json
@@ -214,31 +226,3 @@ def test_admissible_bon_refuses_a_folder_that_is_not_a_run(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "prm_diagnostics.py"), str(tmp_path),
                              "--admissible-bon", "4"], capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "is not a run folder" in result.stderr and "Traceback" not in result.stderr
-
-
-def _world_trajectory(steps, won=False):
-    """steps: (Markov state id, action or None, admissible?, reward)."""
-    out = [envs.Step(observation=f"at {state}", admissible=[a] if ok and a else ["look"], response=f"ACTION: {a}",
-                     reason="", action=a, next_observation="...", reward=r, done=False, state_id=state)
-           for state, a, ok, r in steps]
-    out[-1].done = True
-    return envs.Trajectory(env="household", split="train", game_id="g", task_type="pick_and_place", task="t",
-                           steps=out, final_observation="end", won=won)
-
-
-def test_target_census_ranks_admissible_against_inadmissible_at_each_markov_state_by_hand():
-    shelf, desk, take, look = "go to shelf 9", "go to desk 1", "take pen 1 from desk 1", "look"
-    won_a = _world_trajectory([("S0", desk, True, 0.0), ("S1", take, True, 1.0)], won=True)
-    lost_b = _world_trajectory([("S0", shelf, False, 0.0), ("S0", desk, True, 0.0), ("S1", look, True, 0.0)])
-    lost_c = _world_trajectory([("S2", shelf, False, 0.0), ("S2", None, False, 0.0), ("S2", look, True, 0.0)])
-    lost_e = _world_trajectory([("S4", desk, True, 0.0), ("S5", look, True, 0.0)])
-    won_f = _world_trajectory([("S4", shelf, False, 0.0), ("S4", take, True, 1.0)], won=True)
-    trajectories = [won_a, lost_b, lost_c, lost_e, won_f]
-    q_hat, _ = agent_prm.estimate_q_targets(trajectories, 0.5, "world")
-    r = prm_diagnostics.target_census(trajectories, q_hat)
-    # γ = 0.5, Eq. 1 pooled by Markov state: Q̂(S0, desk) = (0.5 + 0) / 2 = 0.25 > Q̂(S0, shelf) = 0;
-    # S1 has only admissible actions; at S2 look, shelf and the unparsable response are all 0 (never won);
-    # at S4 Q̂(desk) = 0 < Q̂(shelf) = 0.5 < Q̂(take) = 1
-    assert r["mixed_states"] == 3 and r["pairs"] == 5
-    assert (r["higher"], r["lower"], r["tied"], r["tied_at_zero"]) == (2, 1, 2, 2)
-    assert r["never_won"] == [(2, 0)]  # lost_c's first step

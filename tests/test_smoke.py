@@ -82,10 +82,9 @@ def test_agent_prm_quick(tmp_path):
     assert (out / "iter1" / "policy" / "adapter_config.json").exists()
     bon = [json.loads(line) for line in (out / "evals" / "BoN_π0_Q0__eval_in_distribution.jsonl").open()]
     assert all("prm_q_candidates" in step for traj in bon for step in traj["steps"])
-    # re-running with the same --out skips every finished stage; Q̂ and D are rebuilt from the saved rollouts,
-    # here keyed by the game's Markov state (the rollouts recorded it)
-    again = run("agent_prm.py", "--quick", "--out", str(out), "--state-key", "world", timeout=300)
-    assert again.returncode == 0 and "(s,a) pairs (world states)" in again.stdout
+    # re-running with the same --out skips every finished stage; Q̂ and D are rebuilt from the saved rollouts
+    again = run("agent_prm.py", "--quick", "--out", str(out), timeout=300)
+    assert again.returncode == 0 and "(s,a) pairs" in again.stdout
     assert "rollouts of π0 [" not in again.stderr
     # check 3 of the PRM diagnostics (true Q^π0 by Monte-Carlo), computed once, then read from its cache
     cache = tmp_path / "oracle.json"
@@ -117,11 +116,6 @@ def test_agent_prm_quick(tmp_path):
     episodes = [json.loads(line) for line in
                 (out / "admissible_bon" / "evals" / "BoN_π0_admissible__N_2__eval_in_distribution.jsonl").open()]
     assert episodes and all(traj["steps"] for traj in episodes)
-    # check 8 reads the Stage-1 rollouts (no model; its counts are checked by hand in test_prm_diagnostics.py)
-    check8 = run("benchmarks/prm_diagnostics.py", str(out), "--target-census")
-    assert check8.returncode == 0, check8.stderr[-3000:]
-    n_rollouts = sum(1 for _ in (out / "iter1" / "rollouts.jsonl").open())
-    assert f"check 8: {n_rollouts} rollouts" in check8.stdout
     # check 9 runs the run's Stage 3 against the admissibility indicator, then plays π1 on the validation games
     check9 = run("benchmarks/prm_diagnostics.py", str(out), "--oracle-dpo", "expert", "--dpo-steps", "2",
                  "--dpo-pairs", "6")
@@ -136,15 +130,10 @@ def test_agent_prm_quick(tmp_path):
 
 def test_inverse_prm_quick(tmp_path):
     out = tmp_path / "inverse_prm"
-    result = run("inverse_prm.py", "--quick", "--rollout-resets", "0.5", "--expert-state-actions", "1",
-                 "--out", str(out))
+    result = run("inverse_prm.py", "--quick", "--rollout-resets", "0.5", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "|D+| =" in result.stdout and "|D-| =" in result.stdout and "3 from expert states" in result.stdout
     rollouts = [json.loads(line) for line in (out / "iter1" / "rollouts.jsonl").open()]
-    samples = [json.loads(line) for line in (out / "iter1" / "expert_state_samples.jsonl").open()]
-    demos = [json.loads(line) for line in (out / "demonstrations.jsonl").open()]
-    assert len(samples) == sum(len(d["steps"]) for d in demos) and f"{len(samples)} one-step samples" in result.stdout
-    assert all(len(r["steps"]) == r["learner_from"] + 1 for r in samples)  # one learner action at s*_t
     assert sorted(r["learner_from"] > 0 for r in rollouts) == [False] * 3 + [True] * 3
     summary = _check_run_folder(out)
     assert {"Expert", "SFT", "InversePRM π0", "InversePRM π1", "BoN(π0,Q0)"} <= set(summary["rows"])
@@ -154,8 +143,7 @@ def test_inverse_prm_quick(tmp_path):
     transitions = [json.loads(line) for line in (out / "iter1" / "transitions.jsonl").open()]
     assert {t["label"] for t in transitions} == {0.0, 1.0}
     # D-: the learner's own steps only, not the expert prefix a reset replayed
-    assert sum(t["label"] == 0.0 for t in transitions) == sum(len(r["steps"]) - r["learner_from"] for r in rollouts) \
-        + len(samples)
+    assert sum(t["label"] == 0.0 for t in transitions) == sum(len(r["steps"]) - r["learner_from"] for r in rollouts)
     # every non-terminal a' was relabelled by π0 (a sample may be empty text: an invalid action, still a')
     assert all(t["next_action"] is not None for t in transitions if t["next_state"] is not None)
     # resuming with other demonstrations (or another history window) would pair the saved a' with other s'

@@ -151,11 +151,8 @@ class BaseArgs:
     # environment
     env: str = field("household", "environment: household | alfworld | textworld | one you registered", group="env")
     history_window: int = field(2, "past (observation, action) turns shown in the prompt", group="env")
-    history_reasons: bool = field(False, "the prompt's history also shows the agent's past REASONs (the paper's state "
-                                  "is the history of observations and actions, and an action is the whole response). "
-                                  "Off by default, as in the official code: the tiny model cloned on 1,000 episodes "
-                                  "with them reached 0%% success on 30 games, copying its own earlier wrong reasons",
-                                  group="env")
+    history_reasons: bool = field(False, "the prompt's history also shows the agent's past REASONs (official code: "
+                                  "off)", group="env")
     max_steps: int | None = field(None, "actions per episode (default: the environment's own, household 30 as in the "
                                   "paper, household-compact 15)", group="env")
     first_task: int | None = field(None, "first train game this algorithm rolls out / takes demonstrations from "
@@ -169,9 +166,7 @@ class BaseArgs:
     # π0
     sft_demos: int = field(2000, "expert episodes for behaviour cloning π0 (games 0..N-1 of train); 0 = π0 is "
                            "--model itself (e.g. a folder saved by an earlier run's behaviour cloning)", group="pi0")
-    sft_epochs: float = field(3.0, "behaviour-cloning epochs (tiny, household, 2,000 demos: 1 epoch gives a π0 "
-                              "that wins 17%% / 20%% of 30 in- / out-of-distribution games, 3 epochs 53%% / 60%%; "
-                              "the paper's π0: 65%%)", group="pi0")
+    sft_epochs: float = field(3.0, "behaviour-cloning epochs", group="pi0")
     sft_lr: float = field(3e-3, "behaviour-cloning peak learning rate, cosine schedule (tiny: all weights; "
                           "otherwise the LoRA adapter)", group="pi0")
     sft_batch_size: int = field(16, "behaviour-cloning batch size", group="pi0")

@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--dpo-steps", type=int, default=None, help="Stage-3 optimizer steps (default: the run's)")
     parser.add_argument("--dpo-beta", type=float, default=None, help="Stage-3 β (default: the run's)")
     parser.add_argument("--dpo-temperature", type=float, default=None,
-                        help="temperature of Stage 3's two samples (default: the run's)")
+                        help="temperature of Stage 3's samples (default: the run's)")
     parser.add_argument("--dpo-samples", type=int, default=None,
                         help="Stage 3's samples per prompt; Q^μ's best and worst form the pair (default: the run's)")
     parser.add_argument("--dpo-prompts", type=int, default=None,

@@ -43,7 +43,6 @@ import random
 import re
 import warnings
 from collections import Counter, defaultdict
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -58,6 +57,10 @@ from common import field
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
 
 REWARDS = ("em", "prob", "grpo", "return")
+demos_flag = common.flag_group("demonstrations")  # field() in one --help group
+e_step_flag = common.flag_group("E-step")
+m_step_flag = common.flag_group("M-step")
+baseline_flag = common.flag_group("baselines")
 
 
 @dataclasses.dataclass
@@ -71,32 +74,29 @@ class Args(common.BaseArgs):
     history_reasons: bool = field(True, "the prompt's history shows the past thoughts, as in the note's model",
                                   group="env")
     # demonstrations
-    demos: int = field(48, "action-only expert demonstrations on the train games from --first-task on",
-                       group="demonstrations")
-    demos_file: str | None = field(None, "a JSONL process log to infer thoughts for, in place of --demos (format: "
-                                   "README)", group="demonstrations")
-    heldout_demos: int = field(16, "held-out demonstrations for the likelihood evaluation (0: skip)",
-                               group="demonstrations")
+    demos: int = demos_flag(48, "action-only expert demonstrations on the train games from --first-task on")
+    demos_file: str | None = demos_flag(None, "a JSONL process log to infer thoughts for, in place of --demos "
+                                        "(format: README)")
+    heldout_demos: int = demos_flag(16, "held-out demonstrations for the likelihood evaluation (0: skip)")
     # E-step
-    iterations: int = field(2, "K, the number of E-step / M-step rounds", group="E-step")
-    group_size: int = field(8, "G, thoughts sampled per demonstration step (official code: 8)", group="E-step")
-    thought_temperature: float = field(1.0, "sampling temperature of the thoughts (official code: 1.0)",
-                                       group="E-step")
-    reward: str = field("em", "a thought's reward: em r̃ / Σ r̃ (Eq. 6) | prob p(x|z,s) | grpo r̃ - mean | return "
-                        "Σ γ^k r̄ (Eq. 8)", group="E-step", choices=list(REWARDS))
-    length_normalize: bool = field(False, "score a thought by exp(mean log p) of the action tokens, not p(x|z,s) "
-                                   "(official code: on)", group="E-step")
-    grpo_std: bool = field(False, "grpo: also divide by the group's standard deviation", group="E-step")
-    gamma: float = field(1.0, "discount γ of --reward return (the note: 1)", group="E-step")
+    iterations: int = e_step_flag(2, "K, the number of E-step / M-step rounds")
+    group_size: int = e_step_flag(8, "G, thoughts sampled per demonstration step (official code: 8)")
+    thought_temperature: float = e_step_flag(1.0, "sampling temperature of the thoughts (official code: 1.0)")
+    reward: str = e_step_flag("em", "a thought's reward: em r̃ / Σ r̃ (Eq. 6) | prob p(x|z,s) | grpo r̃ - mean | "
+                              "return Σ γ^k r̄ (Eq. 8)", choices=list(REWARDS))
+    length_normalize: bool = e_step_flag(False, "score a thought by exp(mean log p) of the action tokens, not "
+                                         "p(x|z,s) (official code: on)")
+    grpo_std: bool = e_step_flag(False, "grpo: also divide by the group's standard deviation")
+    gamma: float = e_step_flag(1.0, "discount γ of --reward return (the note: 1)")
     # M-step
-    m_epochs: float = field(1.0, "passes over the E-step's groups per M-step", group="M-step")
-    m_lr: float = field(5e-4, "policy learning rate (LoRA adapter)", group="M-step")
-    m_batch_size: int = field(4, "demonstration steps per optimizer step, each with its G thoughts", group="M-step")
+    m_epochs: float = m_step_flag(1.0, "passes over the E-step's groups per M-step")
+    m_lr: float = m_step_flag(5e-4, "policy learning rate (LoRA adapter)")
+    m_batch_size: int = m_step_flag(4, "demonstration steps per optimizer step, each with its G thoughts")
     # baselines
-    sft_baseline: bool = field(True, "also train the SFT baselines on the actions, and with the hidden reasons "
-                               "(an upper bound)", group="baselines")
-    sft_baseline_epochs: float = field(2.0, "epochs of the SFT baselines", group="baselines")
-    sft_baseline_lr: float = field(5e-4, "learning rate of the SFT baselines (LoRA adapter)", group="baselines")
+    sft_baseline: bool = baseline_flag(True, "also train the SFT baselines on the actions, and with the hidden "
+                                       "reasons (an upper bound)")
+    sft_baseline_epochs: float = baseline_flag(2.0, "epochs of the SFT baselines")
+    sft_baseline_lr: float = baseline_flag(5e-4, "learning rate of the SFT baselines (LoRA adapter)")
 
     def __post_init__(self) -> None:
         if self.sft_demos is None:  # resolved before BaseArgs.__post_init__, which caps it under --quick
@@ -115,14 +115,11 @@ class Args(common.BaseArgs):
             raise common.UserError(f"--reward {self.reward} needs --group-size >= 2: it compares the G thoughts of "
                                    f"a step with each other, and with a single thought {why}; use --reward prob "
                                    f"for G = 1")
-        if self.group_size < 1:
-            raise common.UserError("--group-size must be at least 1")
-        if not 0.0 < self.gamma <= 1.0:
-            raise common.UserError(f"--gamma must be in (0, 1], got {self.gamma}")
-        if self.iterations < 1:
-            raise common.UserError("--iterations must be at least 1")
-        if self.demos_file is None and self.demos < 1:
-            raise common.UserError("--demos must be at least 1 (or give --demos-file)")
+        common.require(self.group_size >= 1, "--group-size must be at least 1")
+        common.require(0.0 < self.gamma <= 1.0, f"--gamma must be in (0, 1], got {self.gamma}")
+        common.require(self.iterations >= 1, "--iterations must be at least 1")
+        common.require(self.demos_file is not None or self.demos >= 1,
+                       "--demos must be at least 1 (or give --demos-file)")
         if self.model == "tiny" and self.sft_demos < 1 and not self.policy:
             raise common.UserError("--model tiny starts from random weights: it needs --sft-demos > 0 (behaviour "
                                    "cloning with reasons) or --policy to be able to write thoughts")
@@ -204,23 +201,17 @@ def thought_action_logprobs(lm, prompt_ids: Sequence[Sequence[int]], responses: 
     Prefix sharing: each prompt is run once and its KV cache reused for its G responses (common's shared-prefix
     forward; the G thoughts of a state share the whole prompt). Differentiable when grad is enabled: the M-step's
     log p_θ(z, x | s) is the sum of the first two."""
-    _, head = common.split_lm(lm)
     thought, action, n_action = [], [], []
     for start in range(0, len(prompt_ids), prompts_per_batch):
-        p_batch = prompt_ids[start:start + prompts_per_batch]
         r_batch = responses[start:start + prompts_per_batch]
         g = len(r_batch[0])
-        last_prompt, cont_hidden, cont_ids, cont_mask = common._shared_prefix_hidden(lm, p_batch, r_batch, pad_id)
-        # token k of a response is predicted by the hidden state before it: the prompt's last one for k = 0
-        before = torch.cat([last_prompt.repeat_interleave(g, dim=0).unsqueeze(1), cont_hidden[:, :-1]],
-                           dim=1)  # [b*G, C, H]
-        rows, cols = cont_mask.nonzero(as_tuple=True)  # [N] the real response tokens
-        logits = head(before[rows, cols]).float()  # [N, V] only where needed; log-softmax in fp32
-        token_logp = torch.log_softmax(logits, dim=-1).gather(-1, cont_ids[rows, cols].unsqueeze(-1)).squeeze(-1)  # [N]
+        # log p of every real response token (row: response p*G + g, col: its position), log-softmax in fp32
+        token_logp, rows, cols, mask = common.continuation_token_logprobs(
+            lm, prompt_ids[start:start + prompts_per_batch], r_batch, pad_id)  # [N] each
         starts = torch.tensor([s for group in action_starts[start:start + prompts_per_batch] for s in group],
                               device=token_logp.device)  # [b*G]
         is_action = (cols >= starts[rows]).float()  # [N]
-        zeros = torch.zeros(cont_ids.shape[0], device=token_logp.device)  # [b*G]
+        zeros = torch.zeros(mask.shape[0], device=token_logp.device)  # [b*G]
         thought.append(zeros.index_add(0, rows, token_logp * (1 - is_action)).view(-1, g))
         action.append(zeros.index_add(0, rows, token_logp * is_action).view(-1, g))
         n_action.append(zeros.index_add(0, rows, is_action).view(-1, g))
@@ -276,20 +267,11 @@ def discounted_returns(step_rewards: torch.Tensor, kept: Sequence[int], gamma: f
     return out
 
 
-def token_f1(prediction: str, reference: str) -> float:
-    """Bag-of-words F1 of two texts (lower-cased words): how much of the expert's hidden reason a thought recovers."""
-    pred, ref = re.findall(r"\w+", prediction.lower()), re.findall(r"\w+", reference.lower())
-    common_words = sum((Counter(pred) & Counter(ref)).values())
-    if not pred or not ref or common_words == 0:
-        return float(pred == ref)
-    precision, recall = common_words / len(pred), common_words / len(ref)
-    return 2 * precision * recall / (precision + recall)
-
-
 def mean_thought_f1(inferred: Sequence[envs.Trajectory], reference: Sequence[envs.Trajectory]) -> float:
-    """token_f1 of every inferred thought with the reference's reason, averaged over the steps that have one."""
-    scores = [token_f1(z.reason, h.reason) for a, d in zip(inferred, reference) for z, h in zip(a.steps, d.steps)
-              if h.reason]
+    """How much of the expert's hidden reasons the inferred thoughts recover: common.token_f1 (bag-of-words F1) of
+    every inferred thought with the reference's reason, averaged over the steps that have one."""
+    scores = [common.token_f1(z.reason, h.reason) for a, d in zip(inferred, reference)
+              for z, h in zip(a.steps, d.steps) if h.reason]
     return sum(scores) / len(scores) if scores else math.nan
 
 
@@ -542,7 +524,7 @@ def heldout_row(agent: common.AgentModel, run: common.RunDir, heldout: Sequence[
 
 
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
-# Inputs: demonstrations, π0, baselines
+# Inputs: demonstrations, π0
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
 
 
@@ -557,17 +539,9 @@ def load_demonstrations(args: Args) -> tuple[list[envs.Trajectory], list[envs.Tr
         heldout = envs.expert_demonstrations(args.env, "train", args.heldout_demos, start=start + args.demos,
                                              max_steps=args.max_steps) if args.heldout_demos > 0 else []
         return train, heldout
-    if not Path(args.demos_file).is_file():
-        raise common.UserError(f"--demos-file {args.demos_file}: no such file")
-    try:
-        demos = envs.load_trajectories(args.demos_file)  # checks: empty file, bad JSON, a step without an action
-    except (ValueError, UnicodeDecodeError) as e:
-        raise common.UserError(f"--demos-file: {e}") from None
+    demos = common.load_demos_file(args.demos_file, args.env)
     if not any(d.steps for d in demos):
         raise common.UserError(f"--demos-file {args.demos_file}: no trajectory has any steps")
-    other = sorted({d.env for d in demos if d.env and d.env != args.env})
-    if other:
-        raise common.UserError(f"--demos-file holds demonstrations of {', '.join(other)}, not of --env {args.env}")
     if args.heldout_demos >= len(demos):
         raise common.UserError(f"--demos-file has {len(demos)} trajectories: not enough to hold out "
                                f"--heldout-demos {args.heldout_demos} and train on the rest")
@@ -578,30 +552,15 @@ def load_demonstrations(args: Args) -> tuple[list[envs.Trajectory], list[envs.Tr
 def initial_policy(args: Args, run: common.RunDir, runtime: common.Runtime, quantize: bool) -> common.AgentModel:
     """π0 in the "policy" adapter: --policy, else behaviour cloning with reasons on --sft-demos expert episodes
     (games 0..N-1, disjoint from the demonstrations), else (a pretrained model with --sft-demos 0) the model itself."""
-    if args.policy or args.sft_demos > 0:
-        if not args.policy and not hasattr(envs.ENV_REGISTRY[args.env], "expert_action"):
-            raise common.UserError(f"--env {args.env} has no expert for behaviour cloning π0: pass --sft-demos 0 "
-                                   f"(with a pretrained --model) or --policy")
-        bc_demos = [] if args.policy else envs.expert_demonstrations(args.env, "train", args.sft_demos,
-                                                                     max_steps=args.max_steps)
-        # the cloning prompts are the ones Action-PRM uses: with --history-reasons they show the past thoughts
-        return common.initial_policy(args, run, runtime, quantize, bc_demos, history_reasons=args.history_reasons)
-    return common.build_agent_model(common.resolve_model_path(args.model), runtime, quantize, args.lora_r,
-                                    args.lora_alpha, args.max_length)
-
-
-def sft_baseline(agent: common.AgentModel, run: common.RunDir, args: Args, role: str,
-                 examples: list[tuple[list[dict[str, str]], str]]) -> None:
-    """A copy of π0's adapter fine-tuned by SFT on `examples` (saved to <run>/<role>; reloaded when resuming)."""
-    if run.done(role):
-        agent.load_role(role, run.path / role)
-        return
-    agent.add_role(role, copy_from="policy")
-    with agent.role(role):
-        common.sft(agent.peft, agent.codec, agent.trainable_parameters(role), examples, args.sft_baseline_epochs,
-                   args.sft_baseline_lr, args.sft_batch_size, args.seed, desc=f"SFT baseline {role}")
-    agent.save_role(role, run.path / role)
-    run.mark_done(role)
+    cloning = not args.policy and args.sft_demos > 0
+    if cloning and not hasattr(envs.ENV_REGISTRY[args.env], "expert_action"):
+        raise common.UserError(f"--env {args.env} has no expert for behaviour cloning π0: pass --sft-demos 0 "
+                               f"(with a pretrained --model) or --policy")
+    bc_demos = envs.expert_demonstrations(args.env, "train", args.sft_demos,
+                                          max_steps=args.max_steps) if cloning else []
+    # the cloning prompts are the ones Action-PRM uses: with --history-reasons they show the past thoughts; without
+    # demonstrations (a pretrained model, --sft-demos 0) π0 is the model itself
+    return common.initial_policy(args, run, runtime, quantize, bc_demos, history_reasons=args.history_reasons)
 
 
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -610,19 +569,14 @@ def sft_baseline(agent: common.AgentModel, run: common.RunDir, args: Args, role:
 
 
 def main(args: Args) -> dict[str, Any]:
-    if args.env not in envs.ENV_REGISTRY:
-        raise common.UserError(f"unknown --env {args.env!r}; registered: {', '.join(sorted(envs.ENV_REGISTRY))}")
-    runtime = common.resolve_runtime(args.device, args.dtype)
-    quantize = common.quantize_flag(args.load_in_4bit, runtime)
-    common.set_seed(args.seed)
+    runtime, quantize = common.start(args)
     demos, heldout = load_demonstrations(args)  # validated before anything is written
     action_only = [envs.strip_reasons(d) for d in demos]  # all the algorithm ever sees of them
     has_reasons = any(s.reason for d in demos for s in d.steps)
     run = common.RunDir("action_prm", args.env, args.seed, args.out, args)
-    print(f"Action-PRM | model {args.model} | env {args.env} | {runtime.device} {str(runtime.dtype).split('.')[-1]}"
-          f"{' 4-bit' if quantize else ''} | {len(demos)} action-only demonstrations "
-          f"({sum(len(d.steps) for d in demos)} steps), {len(heldout)} held out | G = {args.group_size}, "
-          f"reward {args.reward} | run {run.path}")
+    print(common.banner("Action-PRM", args, runtime, quantize, run, f"{len(demos)} action-only demonstrations "
+                        f"({sum(len(d.steps) for d in demos)} steps), {len(heldout)} held out",
+                        f"G = {args.group_size}, reward {args.reward}"))
     run.write_jsonl("demonstrations.jsonl", action_only)
     run.write_jsonl("heldout_demonstrations.jsonl", [envs.strip_reasons(d) for d in heldout])
 
@@ -630,32 +584,31 @@ def main(args: Args) -> dict[str, Any]:
     agent = initial_policy(args, run, runtime, quantize)
     rows: list[tuple[str, dict]] = []
     likelihood: list[tuple[str, dict | None]] = []
+
+    def add_row(name: str, role: str = "policy") -> None:  # env success and held-out likelihood of a policy
+        rows.append((name, common.evaluate_row(agent, run, args, name, role=role)))
+        likelihood.append((name, heldout_row(agent, run, heldout, args, name, role=role)))
+
     if hasattr(envs.ENV_REGISTRY[args.env], "expert_action"):
         rows.append(("Expert", common.evaluate_row(agent, run, args, "Expert", policy=envs.expert_policy)))
-    rows.append(("π0", common.evaluate_row(agent, run, args, "π0")))
-    likelihood.append(("π0", heldout_row(agent, run, heldout, args, "π0")))
+    add_row("π0")
     if args.sft_baseline:
         hw = args.history_window
-        sft_baseline(agent, run, args, "sft_actions", [
+        common.sft_baseline(agent, run, args, "sft_actions", [
             (envs.trajectory_messages(d, t, hw), envs.format_response("", s.action))
-            for d in action_only for t, s in enumerate(d.steps)])
-        rows.append(("SFT actions only", common.evaluate_row(agent, run, args, "SFT actions only",
-                                                             role="sft_actions")))
-        likelihood.append(("SFT actions only", heldout_row(agent, run, heldout, args, "SFT actions only",
-                                                           role="sft_actions")))
+            for d in action_only for t, s in enumerate(d.steps)], desc="SFT baseline sft_actions")
+        add_row("SFT actions only", role="sft_actions")
         if has_reasons:  # the upper bound: the thoughts Action-PRM has to infer, given
-            sft_baseline(agent, run, args, "sft_reasons", [
+            common.sft_baseline(agent, run, args, "sft_reasons", [
                 (envs.trajectory_messages(d, t, hw, history_reasons=args.history_reasons), s.response)
-                for d in demos for t, s in enumerate(d.steps)])
-            rows.append(("SFT expert reasons", common.evaluate_row(agent, run, args, "SFT expert reasons",
-                                                                   role="sft_reasons")))
-            likelihood.append(("SFT expert reasons", heldout_row(agent, run, heldout, args, "SFT expert reasons",
-                                                                 role="sft_reasons")))
+                for d in demos for t, s in enumerate(d.steps)], desc="SFT baseline sft_reasons")
+            add_row("SFT expert reasons", role="sft_reasons")
 
     for i in range(1, args.iterations + 1):
         it = f"iter{i}"
         (run.path / it).mkdir(exist_ok=True)
-        if not run.done(f"{it}/m_step"):
+
+        def em_round() -> dict[str, float]:  # run.stage saves θ_i and these metrics; a re-run loads them
             # ── E-step: G thoughts per step, rewards from the likelihood of the observed action (steps 4-7) ──
             inferred, groups, stats = e_step(agent, action_only, args, desc=f"{it} E-step: infer thoughts (π{i - 1})")
             stats.update(assign_rewards(groups, args))
@@ -669,54 +622,38 @@ def main(args: Args) -> dict[str, Any]:
                   f"groups without signal {stats['groups_without_signal']}")
             # ── M-step: policy gradient on log p_θ(z, x | s) weighted by R (step 8, Eq. 7) ──
             m = m_step(agent, groups, args, desc=f"{it} M-step", run=run, iteration=i)
-            agent.save_role("policy", run.path / it / "policy")
-            run.write_json(f"{it}/m_step_metrics.json", m)
             run.log(stage=f"{it}/m_step", final=True, **m)
-            run.mark_done(f"{it}/m_step")
-        else:  # resuming: θ_i was saved
-            agent.load_role("policy", run.path / it / "policy")
-        m = run.read_json(f"{it}/m_step_metrics.json")
+            return m
+
+        m = run.stage(f"{it}/m_step", em_round, save_as=f"{it}/m_step_metrics.json",
+                      adapter=(agent, "policy", f"{it}/policy"))
         print(f"[{it}] M-step: {m['m_steps']} steps on {m['m_groups']} groups, "
               f"last loss {m.get('m_loss', math.nan):.3f}")
-        name = f"Action-PRM π{i}"
-        rows.append((name, common.evaluate_row(agent, run, args, name)))
-        likelihood.append((name, heldout_row(agent, run, heldout, args, name)))
+        add_row(f"Action-PRM π{i}")
 
     # ── Output: the demonstrations with θ_K's thoughts filled in (a product on its own) ──
-    if not run.done("final_thoughts"):
+    def infer_final_thoughts() -> dict[str, float]:
         inferred, _, stats = e_step(agent, action_only, args, desc=f"final E-step: infer thoughts (π{args.iterations})")
         run.write_jsonl("demonstrations_with_thoughts.jsonl", inferred)
         if has_reasons:
             stats["thought_f1"] = mean_thought_f1(inferred, demos)
-        run.write_json("final_thoughts.json", stats)
-        run.mark_done("final_thoughts")
-    final = run.read_json("final_thoughts.json")
+        return stats
 
+    final = run.stage("final_thoughts", infer_final_thoughts, save_as="final_thoughts.json")
     summary = {"rows": dict(rows), "heldout_likelihood": {n: m for n, m in likelihood if m is not None},
                "final_thoughts": final, "policy_adapter": str(run.path / f"iter{args.iterations}" / "policy"),
                "demonstrations_with_thoughts": str(run.path / "demonstrations_with_thoughts.jsonl")}
     run.write_json("summary.json", summary)
-    for split in args.eval_splits:
-        print(f"\nAction-PRM on {args.env} / {split} ({args.eval_games} games, max {args.max_steps} actions)")
-        print(common.format_table([(name, row[split]) for name, row in rows]))
+    common.print_tables("Action-PRM", args, rows)
     if heldout:
         print(f"\nHeld-out action log-likelihood, nats per action ({len(heldout)} demonstrations; higher is better)")
-        print(format_likelihood_table(likelihood))
+        print(common.format_columns(likelihood, [("no_thought", "no thought"), ("inferred", "inferred z*"),
+                                                 ("marginal", "marginal"), ("expert_reasons", "expert reason"),
+                                                 ("thought_f1", "thought F1")]))
     print(f"\ndemonstrations with inferred thoughts: {summary['demonstrations_with_thoughts']}"
           + (f" (word F1 with the hidden reasons {final['thought_f1']:.3f})" if "thought_f1" in final else "")
           + f"\npolicy adapter: {summary['policy_adapter']}   (run folder: {run.path})")
     return summary
-
-
-def format_likelihood_table(rows: Sequence[tuple[str, dict | None]]) -> str:
-    columns = [("no_thought", "no thought"), ("inferred", "inferred z*"), ("marginal", "marginal"),
-               ("expert_reasons", "expert reason"), ("thought_f1", "thought F1")]
-    head = f"{'policy':<22}" + "".join(f"{title:>15}" for _, title in columns)
-    lines = [head, "-" * len(head)]
-    for name, m in rows:
-        if m is not None:
-            lines.append(f"{name:<22}" + "".join(f"{m.get(key, math.nan):>15.3f}" for key, _ in columns))
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

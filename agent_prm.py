@@ -39,7 +39,6 @@ import torch.nn.functional as F
 
 import common
 import envs
-from common import field
 
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
 # Arguments
@@ -64,58 +63,49 @@ PAPER_RECIPE: dict[str, tuple[Any, str]] = {
 }
 
 
+stage1_flag = common.flag_group("stage 1: rollouts and Q̂")  # field() in one --help group
+stage2_flag = common.flag_group("stage 2: PRM")
+stage3_flag = common.flag_group("stage 3: online DPO")
+inference_flag = common.flag_group("inference")
+
+
 @dataclasses.dataclass
 class Args(common.BaseArgs):
     """Model, environment, π0 and evaluation flags come from common.BaseArgs; these are Algorithm 1's."""
 
     RECIPES = {"paper": PAPER_RECIPE}  # --recipe NAME: a preset of flags (common.parse_args); not a field
     # Stage 1
-    iterations: int = field(1, "K, the number of AgentPRM iterations", group="stage 1: rollouts and Q̂")
-    train_tasks: int = field(32, "distinct training games rolled out in Stage 1 (from --first-task on)",
-                             group="stage 1: rollouts and Q̂")
-    rollouts_per_task: int = field(4, "rollouts of π_{i-1} per training game", group="stage 1: rollouts and Q̂")
-    rollout_temperature: float = field(0.7, "sampling temperature of Stage-1 rollouts", group="stage 1: rollouts and Q̂")
-    gamma: float = field(0.95, "discount γ of the reward-to-go (Eq. 1)", group="stage 1: rollouts and Q̂")
+    iterations: int = stage1_flag(1, "K, the number of AgentPRM iterations")
+    train_tasks: int = stage1_flag(32, "distinct training games rolled out in Stage 1 (from --first-task on)")
+    rollouts_per_task: int = stage1_flag(4, "rollouts of π_{i-1} per training game")
+    rollout_temperature: float = stage1_flag(0.7, "sampling temperature of Stage-1 rollouts")
+    gamma: float = stage1_flag(0.95, "discount γ of the reward-to-go (Eq. 1)")
     # Stage 2
-    prm_loss: str = field("bce", "bce: soft BCE on Q̂ (Eq. 2/4) | bt: Bradley-Terry on same-state pairs (Sec. 2.3)",
-                          group="stage 2: PRM", choices=["bce", "bt"])
-    bt_margin: float = field(0.03, "δ: a Bradley-Terry pair needs Q̂(s,a1) - Q̂(s,a2) ≥ δ (official code: 0.03)",
-                             group="stage 2: PRM")
-    prm_epochs: float = field(1.0, "PRM training epochs", group="stage 2: PRM")
-    prm_lr: float = field(1e-3, "PRM learning rate (LoRA adapter + scalar head)", group="stage 2: PRM")
-    prm_lr_schedule: str = field("constant", "PRM learning-rate schedule: constant, or cosine (5%% warm-up, decay to 0) "
-                                 "(official code: linear decay to 0)", group="stage 2: PRM",
-                                 choices=["constant", "cosine"])
-    prm_batch_size: int = field(16, "PRM rows per optimizer step (in micro-batches of --batch-size)",
-                                group="stage 2: PRM")
-    prm_holdout: float = field(0.1, "fraction of training games held out to report the PRM's loss and accuracy",
-                               group="stage 2: PRM")
+    prm_loss: str = stage2_flag("bce", "bce: soft BCE on Q̂ (Eq. 2/4) | bt: Bradley-Terry on same-state pairs "
+                                "(Sec. 2.3)", choices=["bce", "bt"])
+    bt_margin: float = stage2_flag(0.03, "δ: a Bradley-Terry pair needs Q̂(s,a1) - Q̂(s,a2) ≥ δ (official code: 0.03)")
+    prm_epochs: float = stage2_flag(1.0, "PRM training epochs")
+    prm_lr: float = stage2_flag(1e-3, "PRM learning rate (LoRA adapter + scalar head)")
+    prm_lr_schedule: str = stage2_flag("constant", "PRM learning-rate schedule: constant, or cosine (5%% warm-up, "
+                                       "decay to 0) (official code: linear decay to 0)", choices=["constant", "cosine"])
+    prm_batch_size: int = stage2_flag(16, "PRM rows per optimizer step (in micro-batches of --batch-size)")
+    prm_holdout: float = stage2_flag(0.1, "fraction of training games held out to report the PRM's loss and accuracy")
     # Stage 3
-    dpo_steps: int = field(60, "online-DPO optimizer steps", group="stage 3: online DPO")
-    dpo_prompts: int = field(8, "prompt states per DPO optimizer step (--dpo-samples each)", group="stage 3: online DPO")
-    dpo_micro_prompts: int = field(16, "prompt states per forward/backward pass (gradients accumulated per step)",
-                                   group="stage 3: online DPO")
-    dpo_samples: int = field(2, "K samples per prompt state; the PRM's best and worst form the pair (official code: 2)",
-                             group="stage 3: online DPO")
-    dpo_beta: float = field(0.1, "β, the KL weight to π_{i-1} in Eq. 3 (official code: 0.03)",
-                            group="stage 3: online DPO")
-    dpo_lr: float = field(5e-4, "policy learning rate (LoRA adapter)", group="stage 3: online DPO")
-    dpo_temperature: float = field(1.0, "sampling temperature of the DPO samples (official code: 0.7)",
-                                   group="stage 3: online DPO")
-    dpo_margin: float = field(0.0, "δ: drop DPO pairs whose PRM scores differ by less than δ (0: any strict preference)",
-                              group="stage 3: online DPO")
-    invalid_penalty: float = field(1.0, "a response without a parsable ACTION scores -penalty (a valid Q is in [0, 1])",
-                                   group="stage 3: online DPO")
-    reset_50_50: bool = field(False, "half of the DPO prompt states come from expert trajectories (Sec. 4.1)",
-                              group="stage 3: online DPO")
-    steered_exploration: bool = field(False, "sample DPO responses with Listing 1 added to the prompt (Sec. 4.1)",
-                                      group="stage 3: online DPO")
-    shaping_alpha: float = field(0.0, "α of process reward shaping, Q̂ <- (1-α) Q̂ + α A^μ, μ = π0 (Eq. 13)",
-                                 group="stage 3: online DPO")
+    dpo_steps: int = stage3_flag(60, "online-DPO optimizer steps")
+    dpo_prompts: int = stage3_flag(8, "prompt states per DPO optimizer step (--dpo-samples each)")
+    dpo_micro_prompts: int = stage3_flag(16, "prompt states per forward/backward pass (gradients accumulated per step)")
+    dpo_samples: int = stage3_flag(2, "K samples per state; the PRM's best and worst form the pair (official code: 2)")
+    dpo_beta: float = stage3_flag(0.1, "β, the KL weight to π_{i-1} in Eq. 3 (official code: 0.03)")
+    dpo_lr: float = stage3_flag(5e-4, "policy learning rate (LoRA adapter)")
+    dpo_temperature: float = stage3_flag(1.0, "sampling temperature of the DPO samples (official code: 0.7)")
+    dpo_margin: float = stage3_flag(0.0, "δ: drop DPO pairs whose PRM score gap is below δ (0: any strict preference)")
+    invalid_penalty: float = stage3_flag(1.0, "a response without a parsable ACTION scores -penalty (valid Q: [0, 1])")
+    reset_50_50: bool = stage3_flag(False, "half of the DPO prompt states come from expert trajectories (Sec. 4.1)")
+    steered_exploration: bool = stage3_flag(False, "sample DPO responses with Listing 1 added to the prompt (Sec. 4.1)")
+    shaping_alpha: float = stage3_flag(0.0, "α of process reward shaping, Q̂ <- (1-α) Q̂ + α A^μ, μ = π0 (Eq. 13)")
     # inference
-    bon_n: list[int] = field([4], "N of the Best-of-N rows; several give the N-scaling curve (Fig. 2b); 0: none",
-                             group="inference")
-    bon_temperature: float = field(0.7, "sampling temperature of the N Best-of-N candidates", group="inference")
+    bon_n: list[int] = inference_flag([4], "N of the Best-of-N rows; several: the N-scaling curve (Fig. 2b); 0: none")
+    bon_temperature: float = inference_flag(0.7, "sampling temperature of the N Best-of-N candidates")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -129,25 +119,12 @@ class Args(common.BaseArgs):
                 # ~100-200 (s, a) pairs of 6 rollouts is one or two steps, enough to prove the path
                 self.prm_epochs = min(self.prm_epochs, 0.1)
         self.bon_n = common.best_of_n_sizes(self.bon_n)
-        check_dpo_pair_flags(self)
+        common.check_dpo_flags(self)
         for name in ("train_tasks", "rollouts_per_task", "prm_batch_size"):
-            if getattr(self, name) < 1:
-                raise common.UserError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}")
-        if not 0.0 < self.gamma <= 1.0:
-            raise common.UserError(f"--gamma must be in (0, 1], got {self.gamma}")
-        if not 0.0 <= self.shaping_alpha <= 1.0:
-            raise common.UserError(f"--shaping-alpha must be in [0, 1], got {self.shaping_alpha}")
-
-
-def check_dpo_pair_flags(args: Any) -> None:
-    """The sizes and weights of Stage 3 (online_dpo) must make sense."""
-    if args.dpo_steps < 0 or args.dpo_prompts < 1 or args.dpo_micro_prompts < 1:
-        raise common.UserError(f"--dpo-steps must be ≥ 0 and --dpo-prompts, --dpo-micro-prompts ≥ 1, got "
-                               f"{args.dpo_steps}, {args.dpo_prompts}, {args.dpo_micro_prompts}")
-    if args.dpo_samples < 2:
-        raise common.UserError(f"--dpo-samples must be ≥ 2, got {args.dpo_samples}")
-    if args.dpo_margin < 0:
-        raise common.UserError(f"--dpo-margin must be ≥ 0, got {args.dpo_margin}")
+            value = getattr(self, name)
+            common.require(value >= 1, f"--{name.replace('_', '-')} must be ≥ 1, got {value}")
+        common.require(0.0 < self.gamma <= 1.0, f"--gamma must be in (0, 1], got {self.gamma}")
+        common.require(0.0 <= self.shaping_alpha <= 1.0, f"--shaping-alpha must be in [0, 1], got {self.shaping_alpha}")
 
 
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -246,9 +223,7 @@ def collect_rollouts(agent: common.AgentModel, tasks: Sequence[int], args: Args,
     """`rollouts_per_task` episodes of the current "policy" adapter on every task, stepped in batches."""
     policy = common.make_llm_policy(agent.peft, agent.codec, args.rollout_temperature, args.max_new_tokens,
                                     args.batch_size)
-    games = [envs.make(args.env, split="train", seed=s, max_steps=args.max_steps)
-             for s in tasks for _ in range(args.rollouts_per_task)]
-    return common.rollout_in_batches(games, policy, args, desc)
+    return common.rollout_in_batches(common.training_games(args, tasks), policy, args, desc)
 
 
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -359,18 +334,10 @@ def prm_logits(agent: common.AgentModel, messages: Sequence[list[dict]], respons
                                     batch_size)
 
 
-def split_by_game(dataset: Sequence[PRMExample], holdout: float, seed: int) -> tuple[list, list]:
-    """Hold out whole games (not rows: rows of one game share history prefixes and would leak)."""
-    games = sorted({ex.game_id for ex in dataset})
-    random.Random(seed).shuffle(games)
-    held = set(games[:max(1, int(len(games) * holdout))]) if holdout > 0 and len(games) > 1 else set()
-    return [ex for ex in dataset if ex.game_id not in held], [ex for ex in dataset if ex.game_id in held]
-
-
 def train_prm(agent: common.AgentModel, dataset: Sequence[PRMExample], args: Args, desc: str) -> dict[str, float]:
     """Fit a fresh "prm" adapter + head on D; report held-out loss and accuracy."""
     agent.add_role("prm", head=True, fresh=True)
-    train, held_out = split_by_game(dataset, args.prm_holdout, args.seed)
+    train, held_out = common.split_by_game(dataset, args.prm_holdout, args.seed)  # whole games: no shared prefixes
     rng = random.Random(args.seed)
     # an optimizer step of --prm-batch-size rows, in micro-batches of at most --batch-size (gradients accumulated)
     micro = min(args.prm_batch_size, args.batch_size)
@@ -504,22 +471,18 @@ def online_dpo(agent: common.AgentModel, states: Sequence[list[dict]], expert_st
     rng = random.Random(args.seed + 1000 * iteration)
     pad = agent.tokenizer.pad_token_id
     extra = envs.STEERED_EXPLORATION_PROMPT if args.steered_exploration else None
-    skipped = 0
-
     accum = math.ceil(args.dpo_prompts / args.dpo_micro_prompts)  # micro-batches per optimizer step
-    pairs_this_step = 0
+    skipped, pairs_this_step = 0, 0
 
     def micro_batches():
         for _ in range(args.dpo_steps):
-            if args.reset_50_50 and expert_states:  # Sec. 4.1 reset distribution: ρ = ½ d^{π_{i-1}} + ½ d^{expert}
-                n_expert = args.dpo_prompts // 2
-                batch = rng.sample(list(states), min(len(states), args.dpo_prompts - n_expert)) + \
-                    rng.sample(list(expert_states), min(len(expert_states), n_expert))
-            else:
-                batch = rng.sample(list(states), min(len(states), args.dpo_prompts))
-            size = math.ceil(len(batch) / accum)
-            for k in range(accum):  # the step's prompts in `accum` micro-batches (gradients accumulated)
-                yield batch[k * size:(k + 1) * size]
+            # Sec. 4.1 reset distribution (--reset-50-50): ρ = ½ d^{π_{i-1}} + ½ d^{expert}
+            n_expert = args.dpo_prompts // 2 if args.reset_50_50 and expert_states else 0
+            batch = rng.sample(list(states), min(len(states), args.dpo_prompts - n_expert))  # s ~ D (Eq. 3)
+            if n_expert:
+                batch += rng.sample(list(expert_states), min(len(expert_states), n_expert))
+            size = math.ceil(len(batch) / accum)  # the step's prompts in `accum` micro-batches (gradients accumulated)
+            yield from (batch[k * size:(k + 1) * size] for k in range(accum))
 
     def loss_fn(batch: list[list[dict]]):
         nonlocal skipped, pairs_this_step
@@ -541,23 +504,20 @@ def online_dpo(agent: common.AgentModel, states: Sequence[list[dict]], expert_st
             skipped += 1
             return None, {}
         pairs_this_step += len(pairs)
-        prompts = [p for p, *_ in pairs]
-        chosen_rejected = [[c, r] for _, c, r, _ in pairs]  # each prompt is encoded once for both responses
+        prompts, chosen_rejected = [p for p, *_ in pairs], [[c, r] for _, c, r, _ in pairs]  # a prompt encoded once
         per_batch = max(1, args.batch_size // 2)
         with agent.role("reference"), torch.no_grad():
             ref, _ = common.continuation_logprobs(agent.peft, prompts, chosen_rejected, pad, per_batch)  # [P, 2]
         with agent.role("policy"):
             pol, _ = common.continuation_logprobs(agent.peft, prompts, chosen_rejected, pad, per_batch)  # [P, 2]
-        n = len(pairs)
         loss, metrics = dpo_loss(pol[:, 0], pol[:, 1], ref[:, 0], ref[:, 1], args.dpo_beta)
         valid_q = [q for qs in scores for q in qs if q >= 0]
-        metrics.update(q_gap=sum(g for *_, g in pairs) / n, q_mean=sum(valid_q) / max(1, len(valid_q)))
+        metrics.update(q_gap=sum(g for *_, g in pairs) / len(pairs), q_mean=sum(valid_q) / max(1, len(valid_q)))
         return loss, metrics
 
     def on_step(step: int, metrics: dict[str, float]) -> None:
         nonlocal pairs_this_step
-        metrics["pairs"] = float(pairs_this_step)  # preference pairs in this optimizer step (all its micro-batches)
-        pairs_this_step = 0
+        metrics["pairs"], pairs_this_step = float(pairs_this_step), 0  # the pairs of the step's micro-batches
         if run is not None:
             run.log(stage=f"iter{iteration}/stage3", step=step, **metrics)
 
@@ -575,36 +535,17 @@ def online_dpo(agent: common.AgentModel, states: Sequence[list[dict]], expert_st
 
 
 def make_bon_policy(agent: common.AgentModel, n: int, args: Args) -> tuple[envs.Policy, dict[str, list[dict]]]:
-    """BoN(π, Q_i) (Sec. 2.2): at every turn N samples of the "policy" adapter, act with the one the "prm" adapter
-    scores highest. Returns (policy, records): each turn's candidates and their Q, by game id (the per-step PRM
-    scores that common.evaluate_row writes into the dumped episodes)."""
-    records: dict[str, list[dict]] = defaultdict(list)
-
-    def policy(prompts: list[list[dict[str, str]]], live_envs: list[envs.TextEnv]) -> list[str]:
-        with agent.role("policy"):
-            samples = common.generate(agent.peft, agent.codec, prompts, n=n, temperature=args.bon_temperature,
-                                      max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)  # [B][N]
-        scores = score_samples(agent, prompts, samples, args.invalid_penalty, args.batch_size)  # [B][N]
-        for env, group, q in zip(live_envs, samples, scores):
-            records[env.game_id].append({"candidates": [s.text for s in group], "prm_q_candidates": q})
-        return [c.text for c in common.best_of_n(samples, scores)]
-
-    return policy, records
+    """BoN(π, Q_i) (Sec. 2.2): at every turn N samples of the "policy" adapter, act with the one of highest
+    Q_i(s, a) (score_samples: the "prm" adapter). Returns (policy, each turn's candidates and their Q by game id)."""
+    return common.best_of_n_policy(agent, n, args, lambda prompts, samples: score_samples(
+        agent, prompts, samples, args.invalid_penalty, args.batch_size))  # [B][N]
 
 
-# ──────────────────────────────────────────────────────────────────────────────────────────────────────
-# Evaluation helpers (Table 1's rows)
-# ──────────────────────────────────────────────────────────────────────────────────────────────────────
-
-
-def evaluate_row(agent: common.AgentModel, run: common.RunDir, args: Any, name: str, bon_n: int | None = None,
-                 role: str = "policy", policy: envs.Policy | None = None) -> dict:
-    """Evaluate one row of Table 1 on every eval split — the adapter `role` as a policy, BoN(π, Q) when
-    `bon_n` is given, or any `policy` (e.g. the expert). Cached in <run>/evals.json; trajectories (with the
-    per-step PRM scores of the Best-of-N candidates) go to <run>/evals/<name>__<split>.jsonl."""
-
+def evaluate_row(agent: common.AgentModel, run: common.RunDir, args: Any, name: str, bon_n: int | None = None) -> dict:
+    """One row of Table 1 (common.evaluate_row, cached in <run>/evals.json): the policy, or BoN(π, Q) when `bon_n`
+    is given, whose episodes keep every candidate's PRM score."""
     bon = (lambda split: make_bon_policy(agent, bon_n, args)) if bon_n else None  # fresh records per split
-    return common.evaluate_row(agent, run, args, name, role, policy, make_policy=bon)
+    return common.evaluate_row(agent, run, args, name, make_policy=bon)
 
 
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -613,14 +554,9 @@ def evaluate_row(agent: common.AgentModel, run: common.RunDir, args: Any, name: 
 
 
 def main(args: Args) -> dict[str, Any]:
-    if args.env not in envs.ENV_REGISTRY:
-        raise common.UserError(f"unknown --env {args.env!r}; registered: {', '.join(sorted(envs.ENV_REGISTRY))}")
-    runtime = common.resolve_runtime(args.device, args.dtype)
-    quantize = common.quantize_flag(args.load_in_4bit, runtime)
-    common.set_seed(args.seed)
+    runtime, quantize = common.start(args)
     run = common.RunDir("agent_prm", args.env, args.seed, args.out, args)
-    print(f"AgentPRM | model {args.model} | env {args.env} | {runtime.device} {str(runtime.dtype).split('.')[-1]}"
-          f"{' 4-bit' if quantize else ''} | run {run.path}")
+    print(common.banner("AgentPRM", args, runtime, quantize, run))
     # Disjoint training games: behaviour cloning uses games [0, sft_demos), Stage 1 games from --first-task on.
     train_tasks = list(range(args.first_task, args.first_task + args.train_tasks))
 
@@ -643,11 +579,11 @@ def main(args: Args) -> dict[str, Any]:
         (run.path / it).mkdir(exist_ok=True)
 
         # ── Stage 1: roll out π_{i-1}, estimate Q̂ (Alg. 1 lines 3-5, Eq. 1) ──
-        if not run.done(f"{it}/stage1"):
-            trajectories = collect_rollouts(agent, train_tasks, args, desc=f"{it} stage 1: rollouts of π{i - 1}")
-            run.write_jsonl(f"{it}/rollouts.jsonl", trajectories)
-            run.mark_done(f"{it}/stage1")
-        trajectories = [envs.Trajectory.from_json(r) for r in run.read_jsonl(f"{it}/rollouts.jsonl")]
+        # (each run.stage computes and saves once; a re-run with the same --out loads what it saved)
+        records = run.stage(f"{it}/stage1", lambda: collect_rollouts(agent, train_tasks, args,
+                                                                     desc=f"{it} stage 1: rollouts of π{i - 1}"),
+                            save_as=f"{it}/rollouts.jsonl")
+        trajectories = [envs.Trajectory.from_json(r) for r in records]
         q_hat, visits = estimate_q_targets(trajectories, args.gamma)  # Eq. 1
         if args.shaping_alpha > 0:  # Eq. 13; μ = π0, whose rollouts are iteration 1's
             mu_trajectories = [envs.Trajectory.from_json(r) for r in run.read_jsonl("iter1/rollouts.jsonl")]
@@ -666,38 +602,26 @@ def main(args: Args) -> dict[str, Any]:
               f"{len(dataset)} PRM rows")
 
         # ── Stage 2: train the PRM Q_i on D (Alg. 1 line 6, Eq. 2/4 or Bradley-Terry) ──
-        if not run.done(f"{it}/stage2"):
-            stage2 = train_prm(agent, dataset, args, desc=f"{it} stage 2: PRM ({args.prm_loss})")
-            agent.save_role("prm", run.path / it / "prm")
-            run.write_json(f"{it}/prm_metrics.json", stage2)
-            run.mark_done(f"{it}/stage2")
-        else:
-            agent.add_role("prm", head=True, fresh=True)
-            agent.load_role("prm", run.path / it / "prm")
-        stage2 = run.read_json(f"{it}/prm_metrics.json")
+        stage2 = run.stage(f"{it}/stage2", lambda: train_prm(agent, dataset, args,
+                                                             desc=f"{it} stage 2: PRM ({args.prm_loss})"),
+                           save_as=f"{it}/prm_metrics.json", adapter=(agent, "prm", f"{it}/prm"), fresh=True)
         run.log(stage=f"{it}/stage2", **stage2)
-        print(f"[{it}] stage 2: PRM held-out loss {stage2.get('prm_heldout_loss', float('nan')):.3f} "
-              f"(mean-target constant: {stage2.get('prm_heldout_loss_constant', float('nan')):.3f}), "
-              f"accuracy {stage2.get('prm_heldout_acc', float('nan')):.3f}, "
-              f"same-state pair accuracy {stage2.get('prm_heldout_pair_acc', float('nan')):.3f}")
+        print(f"[{it}] stage 2: PRM held-out loss {stage2.get('prm_heldout_loss', math.nan):.3f} "
+              f"(mean-target constant: {stage2.get('prm_heldout_loss_constant', math.nan):.3f}), accuracy "
+              f"{stage2.get('prm_heldout_acc', math.nan):.3f}, same-state pair accuracy "
+              f"{stage2.get('prm_heldout_pair_acc', math.nan):.3f}")
         for n in args.bon_n if i == 1 else []:  # later iterations: Table 1 has BoN(π_i, Q_{i-1}) only
             name = common.paper_name(i - 1, i - 1, n if len(args.bon_n) > 1 else None)
             rows.append((name, evaluate_row(agent, run, args, name, n)))
 
         # ── Stage 3: online DPO of π_i against Q_i, KL to π_{i-1} (Alg. 1 line 7, Eq. 3/5) ──
-        if not run.done(f"{it}/stage3"):
-            states = dpo_prompt_states(trajectories, args.history_window, args.history_reasons)
-            stage3 = online_dpo(agent, states, expert_states, args, desc=f"{it} stage 3: online DPO", run=run,
-                                iteration=i)
-            agent.save_role("policy", run.path / it / "policy")
-            run.write_json(f"{it}/dpo_metrics.json", stage3)
-            run.mark_done(f"{it}/stage3")
-        else:
-            agent.load_role("policy", run.path / it / "policy")
-        stage3 = run.read_json(f"{it}/dpo_metrics.json")
+        stage3 = run.stage(f"{it}/stage3", lambda: online_dpo(
+            agent, dpo_prompt_states(trajectories, args.history_window, args.history_reasons), expert_states, args,
+            desc=f"{it} stage 3: online DPO", run=run, iteration=i),
+            save_as=f"{it}/dpo_metrics.json", adapter=(agent, "policy", f"{it}/policy"))
         print(f"[{it}] stage 3: {stage3['dpo_steps']} DPO steps ({stage3.get('dpo_steps_without_pairs', 0)} batches "
-              f"without a preference pair skipped), last loss {stage3.get('dpo_loss', float('nan')):.3f}, "
-              f"reward accuracy {stage3.get('reward_acc', float('nan')):.2f}")
+              f"without a preference pair skipped), last loss {stage3.get('dpo_loss', math.nan):.3f}, "
+              f"reward accuracy {stage3.get('reward_acc', math.nan):.2f}")
         rows.append((common.paper_name(i), evaluate_row(agent, run, args, common.paper_name(i), None)))
         for n in args.bon_n:
             name = common.paper_name(i, i - 1, n if len(args.bon_n) > 1 else None)
@@ -710,9 +634,7 @@ def main(args: Args) -> dict[str, Any]:
     summary = {"best_policy": best, "best_policy_adapter": str(run.path / f"iter{best[1:]}" / "policy") if best != "π0" else None,
                "validation_split": validation, "rows": {name: row for name, row in rows}}
     run.write_json("summary.json", summary)
-    for split in args.eval_splits:
-        print(f"\nAgentPRM on {args.env} / {split} ({args.eval_games} games, max {args.max_steps} actions)")
-        print(common.format_table([(name, row[split]) for name, row in rows]))
+    common.print_tables("AgentPRM", args, rows)
     print(f"\nbest policy on {validation}: {best}   (run folder: {run.path})")
     return summary
 

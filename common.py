@@ -3,14 +3,15 @@
 - command line: an ``Args`` dataclass becomes an argparse parser (one help string per field); user errors are
   one line and exit code 2
 - runtime: device and dtype resolved once (bf16 where supported, else fp16 on GPU, fp32 on CPU); seeding
-- run directory: args.json, metrics.jsonl, JSONL dumps, summary.json, atomic writes, finished-stage markers
+- run directory: args.json, metrics.jsonl, JSONL dumps, summary.json, atomic writes, finished-stage markers, and
+  `RunDir.stage`: compute a stage and save it once, load it when a run resumes
 - models by alias or Hugging Face id/path (``tiny``, ``smollm2-135m``, ``llama-3.2-3b``, ...), optional 4-bit
   NF4 base (QLoRA), and ``AgentModel``: ONE base model carrying every role as a LoRA adapter (policy π_i,
   reference π_{i-1}, PRM Q_i, value V) plus scalar heads
 - batched generation (left padding, n samples per prompt, stop at end of turn) and batched log-prob scoring of
   continuations (log-softmax in fp32 on the continuation positions only), with and without a shared prefix
-- a minimal training loop (gradient accumulation, clipping, NaN guard), SFT, policy evaluation on an env split,
-  Best-of-N selection
+- a minimal training loop (gradient accumulation, clipping, NaN guard), SFT and SFT baselines, policy evaluation
+  on an env split (a results row, its tables), Best-of-N selection and the Best-of-N policy
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ import json
 import math
 import os
 import random
+import re
 import sys
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, get_args, get_origin, get_type_hints
 
@@ -51,11 +54,36 @@ def best_of_n_sizes(bon_n: list[int]) -> list[int]:
     return [n for n in bon_n if n > 0]
 
 
+def require(condition: bool, message: str) -> None:
+    """A flag check: unless `condition` holds, a UserError with `message` (one line, exit code 2)."""
+    if not condition:
+        raise UserError(message)
+
+
+def check_dpo_flags(args: Any) -> None:
+    """The sizes and margin of online DPO (Stage 3 of agent_prm.py and inverse_prm.py) must make sense."""
+    if args.dpo_steps < 0 or args.dpo_prompts < 1 or args.dpo_micro_prompts < 1:
+        raise UserError(f"--dpo-steps must be ≥ 0 and --dpo-prompts, --dpo-micro-prompts ≥ 1, got "
+                        f"{args.dpo_steps}, {args.dpo_prompts}, {args.dpo_micro_prompts}")
+    if getattr(args, "dpo_samples", 2) < 2:  # inverse_prm.py always samples two
+        raise UserError(f"--dpo-samples must be ≥ 2, got {args.dpo_samples}")
+    if args.dpo_margin < 0:
+        raise UserError(f"--dpo-margin must be ≥ 0, got {args.dpo_margin}")
+
+
 def field(default: Any, help: str, **kwargs: Any) -> Any:
     """A dataclass field with a help string (shown by --help)."""
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata={"help": help, **kwargs})
     return dataclasses.field(default=default, metadata={"help": help, **kwargs})
+
+
+def flag_group(name: str) -> Callable[..., Any]:
+    """field() in one --help group: `stage1_flag = flag_group("stage 1")`, then `x: int = stage1_flag(1, "help")`."""
+    def group_field(default: Any, help: str, **kwargs: Any) -> Any:
+        return field(default, help, group=name, **kwargs)
+
+    return group_field
 
 
 def build_parser(args_cls: type, description: str) -> argparse.ArgumentParser:
@@ -240,6 +268,23 @@ def set_seed(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
+def start(args: BaseArgs) -> tuple[Runtime, bool]:
+    """The first lines of every main: a registered --env, device and dtype decided once, 4-bit or not, seeds.
+    Returns (runtime, quantize)."""
+    if args.env not in envs.ENV_REGISTRY:
+        raise UserError(f"unknown --env {args.env!r}; registered: {', '.join(sorted(envs.ENV_REGISTRY))}")
+    runtime = resolve_runtime(args.device, args.dtype)
+    quantize = quantize_flag(args.load_in_4bit, runtime)
+    set_seed(args.seed)
+    return runtime, quantize
+
+
+def banner(algo: str, args: BaseArgs, runtime: Runtime, quantize: bool, run: RunDir, *details: str) -> str:
+    """A run's first printed line: algorithm | model | env | device dtype [4-bit] | details ... | run folder."""
+    device = f"{runtime.device} {str(runtime.dtype).split('.')[-1]}{' 4-bit' if quantize else ''}"
+    return " | ".join([algo, f"model {args.model}", f"env {args.env}", device, *details, f"run {run.path}"])
+
+
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
 # Run directory
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -255,7 +300,7 @@ class RunDir:
     """runs/<algo>__<env>__s<seed>__<time>/ with args.json, metrics.jsonl, <name>.jsonl dumps, summary.json.
 
     Stages write their artifacts atomically and mark themselves done, so re-running with the same --out skips
-    the finished stages (`done`/`mark_done`)."""
+    the finished stages (`stage`, or `done`/`mark_done` by hand)."""
 
     def __init__(self, algo: str, env: str, seed: int, out: str | None, args: Any):
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -284,6 +329,32 @@ class RunDir:
         f = self._stage_file()
         stages = json.loads(f.read_text()) if f.exists() else []
         _atomic_write_text(f, json.dumps(sorted(set(stages) | {stage})) + "\n")
+
+    def stage(self, name: str, compute: Callable[[], Any], save_as: str | None = None,
+              adapter: tuple[AgentModel, str, str] | None = None, fresh: bool = False) -> Any:
+        """One resumable stage of an Algorithm box: "if the stage is done load it, else compute, save and mark it".
+
+        Not done yet: result = compute(); the adapter (agent, role, folder) is saved to <run>/<folder>, `result` to
+        the file `save_as` (.jsonl: records; else JSON), and `name` goes into stages_done.json. Done by an earlier
+        run with this folder: nothing is computed, the adapter is loaded back into `role` (fresh=True: into a
+        re-created role and head, as a compute() that trains the role from scratch leaves it). Returns what
+        `save_as` holds, read back in both cases, so a resumed run goes on with exactly the saved numbers."""
+        agent, role, folder = adapter if adapter is not None else (None, "", "")
+        jsonl = save_as is not None and save_as.endswith(".jsonl")
+        if not self.done(name):
+            result = compute()
+            if agent is not None:
+                agent.save_role(role, self.path / folder)
+            if save_as is not None:
+                (self.write_jsonl if jsonl else self.write_json)(save_as, result)
+            self.mark_done(name)
+        elif agent is not None:
+            if fresh:
+                agent.add_role(role, head=(self.path / folder / "scalar_head.pt").exists(), fresh=True)
+            agent.load_role(role, self.path / folder)
+        if save_as is None:
+            return None
+        return self.read_jsonl(save_as) if jsonl else self.read_json(save_as)
 
     def log(self, **metrics: Any) -> None:
         """One line of metrics.jsonl (plus the wall time since the run started)."""
@@ -919,22 +990,32 @@ def _shared_prefix_hidden(lm, prompt_ids: Sequence[Sequence[int]], continuations
     return prompt_hidden[:, -1], cont_hidden, cont_ids, cont_mask
 
 
+def continuation_token_logprobs(lm, prompt_ids: Sequence[Sequence[int]],
+                                continuations: Sequence[Sequence[Sequence[int]]], pad_id: int):
+    """log π of every real token of G continuations per prompt, each prompt encoded once (prefix sharing).
+    Returns (token log-probs [N], the continuation p*G + g of each [N], its position in that continuation [N],
+    continuation mask [b*G, C]); differentiable when grad is enabled."""
+    _, head = split_lm(lm)
+    g = len(continuations[0])
+    last_prompt, cont_hidden, cont_ids, cont_mask = _shared_prefix_hidden(lm, prompt_ids, continuations, pad_id)
+    # token k of a continuation is predicted by the hidden state before it: the prompt's last for k = 0
+    before = torch.cat([last_prompt.repeat_interleave(g, dim=0).unsqueeze(1), cont_hidden[:, :-1]], dim=1)
+    rows, cols = cont_mask.nonzero(as_tuple=True)  # [N] the real continuation tokens
+    logits = head(before[rows, cols]).float()  # [N, V] only where needed; log-softmax in fp32
+    token_logp = torch.log_softmax(logits, dim=-1).gather(-1, cont_ids[rows, cols].unsqueeze(-1)).squeeze(-1)
+    return token_logp, rows, cols, cont_mask
+
+
 def continuation_logprobs(lm, prompt_ids: Sequence[Sequence[int]], continuations: Sequence[Sequence[Sequence[int]]],
                           pad_id: int, prompts_per_batch: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
     """log π(continuation | prompt) for G continuations per prompt, encoding each prompt once.
     Returns (sums [n_prompts, G], token counts [n_prompts, G]); differentiable when grad is enabled."""
-    _, head = split_lm(lm)
     sums, counts = [], []
     for start in range(0, len(prompt_ids), prompts_per_batch):
         p_batch, c_batch = prompt_ids[start:start + prompts_per_batch], continuations[start:start + prompts_per_batch]
         g = len(c_batch[0])
-        last_prompt, cont_hidden, cont_ids, cont_mask = _shared_prefix_hidden(lm, p_batch, c_batch, pad_id)
-        # token k of a continuation is predicted by the hidden state before it: the prompt's last for k = 0
-        before = torch.cat([last_prompt.repeat_interleave(g, dim=0).unsqueeze(1), cont_hidden[:, :-1]], dim=1)
-        rows, cols = cont_mask.nonzero(as_tuple=True)  # [N] the real continuation tokens
-        logits = head(before[rows, cols]).float()  # [N, V]
-        token_logp = torch.log_softmax(logits, dim=-1).gather(-1, cont_ids[rows, cols].unsqueeze(-1)).squeeze(-1)
-        seq = torch.zeros(cont_ids.shape[0], device=logits.device).index_add(0, rows, token_logp)  # [b*G]
+        token_logp, rows, _, cont_mask = continuation_token_logprobs(lm, p_batch, c_batch, pad_id)  # [N]
+        seq = torch.zeros(cont_mask.shape[0], device=token_logp.device).index_add(0, rows, token_logp)  # [b*G]
         sums.append(seq.view(-1, g))
         counts.append(cont_mask.sum(dim=1).float().view(-1, g))
     return torch.cat(sums), torch.cat(counts)
@@ -1033,6 +1114,15 @@ def train_loop(params: Sequence[torch.nn.Parameter], micro_batches: Iterable[Any
     return TrainResult(step, metrics, stopped)
 
 
+def split_by_game(items: Sequence[Any], holdout: float, seed: int) -> tuple[list, list]:
+    """(train, held out): a fraction `holdout` of the games held out whole (by .game_id), not single rows — rows of
+    one game share history prefixes and would leak."""
+    games = sorted({x.game_id for x in items})
+    random.Random(seed).shuffle(games)
+    held = set(games[:max(1, int(len(games) * holdout))]) if holdout > 0 and len(games) > 1 else set()
+    return [x for x in items if x.game_id not in held], [x for x in items if x.game_id in held]
+
+
 def epochs_of(items: Sequence[Any], batch_size: int, epochs: float, rng: random.Random,
               multiple_of: int = 1) -> list[list[Any]]:
     """Shuffled mini-batches covering `items` `epochs` times (fractional epochs allowed); their number is rounded
@@ -1083,6 +1173,34 @@ def sft(lm, codec: ChatCodec, params: Sequence[torch.nn.Parameter], examples: Se
     return result
 
 
+def sft_baseline(agent: AgentModel, run: RunDir, args: Any, role: str, examples: Sequence[tuple[list[dict], str]],
+                 desc: str) -> None:
+    """A baseline: a copy of π0's adapter fine-tuned by SFT on `examples` (--sft-baseline-epochs, --sft-baseline-lr),
+    in the adapter `role`; saved to <run>/<role>, reloaded when resuming."""
+    def train() -> None:
+        agent.add_role(role, copy_from="policy")
+        with agent.role(role):
+            sft(agent.peft, agent.codec, agent.trainable_parameters(role), examples, args.sft_baseline_epochs,
+                args.sft_baseline_lr, args.sft_batch_size, args.seed, desc=desc)
+
+    run.stage(role, train, adapter=(agent, role, role))
+
+
+def load_demos_file(path: str, env: str) -> list[envs.Trajectory]:
+    """--demos-file: trajectories from a JSONL (format: README), checked: the file exists and parses, and holds
+    demonstrations of --env only; each problem is a one-line user error."""
+    if not Path(path).is_file():
+        raise UserError(f"--demos-file {path}: no such file")
+    try:
+        demos = envs.load_trajectories(path)  # checks: empty file, bad JSON, a step without an action
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"--demos-file: {e}") from None
+    other = sorted({d.env for d in demos if d.env and d.env != env})
+    if other:
+        raise UserError(f"--demos-file holds demonstrations of {', '.join(other)}, not of --env {env}")
+    return demos
+
+
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
 # Policies, evaluation, Best-of-N
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -1097,6 +1215,12 @@ def make_llm_policy(lm, codec: ChatCodec, temperature: float, max_new_tokens: in
         return [s[0].text for s in samples]
 
     return policy
+
+
+def training_games(args: Any, tasks: Sequence[int]) -> list[envs.TextEnv]:
+    """--rollouts-per-task fresh games of every train task in `tasks` (what Stage 1 rolls out)."""
+    return [envs.make(args.env, split="train", seed=s, max_steps=args.max_steps)
+            for s in tasks for _ in range(args.rollouts_per_task)]
 
 
 def rollout_in_batches(games: Sequence[envs.TextEnv], policy: envs.Policy, args: BaseArgs, desc: str,
@@ -1118,6 +1242,36 @@ def rollout_in_batches(games: Sequence[envs.TextEnv], policy: envs.Policy, args:
 def best_of_n(candidates: Sequence[Sequence[Any]], scores: Sequence[Sequence[float]]) -> list[Any]:
     """For each prompt, the candidate with the highest score (ties: the first sampled)."""
     return [cands[int(np.argmax(np.asarray(s, dtype=np.float64)))] for cands, s in zip(candidates, scores)]
+
+
+def best_of_n_policy(agent: AgentModel, n: int, args: Any,
+                     score: Callable[[list[list[dict[str, str]]], list[list[Sample]]], list[list[float]]]
+                     ) -> tuple[envs.Policy, dict[str, list[dict]]]:
+    """BoN(π, Q) (Sec. 2.2): at every turn N samples of the "policy" adapter (--bon-temperature), act with the one
+    `score(prompts, samples)` [B][N] — the PRM's Q — rates highest. Returns (policy, records): each turn's
+    candidates and their Q, by game id, which evaluate_row writes into the dumped episodes."""
+    records: dict[str, list[dict]] = {}
+
+    def policy(prompts: list[list[dict[str, str]]], live_envs: list[envs.TextEnv]) -> list[str]:
+        with agent.role("policy"):
+            samples = generate(agent.peft, agent.codec, prompts, n=n, temperature=args.bon_temperature,
+                               max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)  # [B][N]
+        scores = score(prompts, samples)  # [B][N]
+        for env, group, q in zip(live_envs, samples, scores):
+            records.setdefault(env.game_id, []).append({"candidates": [s.text for s in group], "prm_q_candidates": q})
+        return [c.text for c in best_of_n(samples, scores)]
+
+    return policy, records
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    """Bag-of-words F1 of two texts (lower-cased words), e.g. of an inferred thought with a hidden reason."""
+    pred, ref = re.findall(r"\w+", prediction.lower()), re.findall(r"\w+", reference.lower())
+    common_words = sum((Counter(pred) & Counter(ref)).values())
+    if not pred or not ref or common_words == 0:
+        return float(pred == ref)
+    precision, recall = common_words / len(pred), common_words / len(ref)
+    return 2 * precision * recall / (precision + recall)
 
 
 def summarize(trajectories: Sequence[envs.Trajectory]) -> dict[str, Any]:
@@ -1201,6 +1355,25 @@ def format_table(rows: Sequence[tuple[str, dict[str, Any]]], task_types: Sequenc
     return "\n".join(lines)
 
 
+def format_columns(rows: Sequence[tuple[str, dict[str, float] | None]], columns: Sequence[tuple[str, str]],
+                   first: str = "policy") -> str:
+    """A text table of named rows of metrics: one column per (key, title), NaN where a row lacks the key; a row
+    of None is left out."""
+    head = f"{first:<22}" + "".join(f"{title:>15}" for _, title in columns)
+    lines = [head, "-" * len(head)]
+    for name, m in rows:
+        if m is not None:
+            lines.append(f"{name:<22}" + "".join(f"{m.get(key, math.nan):>15.3f}" for key, _ in columns))
+    return "\n".join(lines)
+
+
+def print_tables(algo: str, args: BaseArgs, rows: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """The results of a run: one format_table per eval split."""
+    for split in args.eval_splits:
+        print(f"\n{algo} on {args.env} / {split} ({args.eval_games} games, max {args.max_steps} actions)")
+        print(format_table([(name, row[split]) for name, row in rows]))
+
+
 def paper_name(policy_index: int, prm_index: int | None = None, n: int | None = None) -> str:
     """Row names as in the paper's Table 1, where Q_j is the PRM trained on π_j's rollouts (Algorithm 1 calls
     that PRM Q_{j+1}): BoN(π_1, Q_0) is π_1 with the PRM of iteration 1."""
@@ -1249,7 +1422,8 @@ def initial_policy(args: Any, run: RunDir, runtime: Runtime, quantize: bool, dem
         return agent
     if args.model == "tiny":
         base = run.path / f"{tag}_base"
-        if not run.done(f"{tag}_base"):
+
+        def clone_tiny_model() -> None:  # a fresh tiny Llama, all its weights trained, saved as a model folder
             tokenizer = build_tiny_tokenizer(tiny_corpus(demos, args.history_window))
             lm = build_tiny_model(tokenizer, TINY_ARCHITECTURE["hidden_size"], TINY_ARCHITECTURE["layers"],
                                   TINY_ARCHITECTURE["heads"], args.max_length).to(runtime.device)
@@ -1266,18 +1440,18 @@ def initial_policy(args: Any, run: RunDir, runtime: Runtime, quantize: bool, dem
 
                 shutil.rmtree(base)
             os.replace(tmp, base)
-            run.mark_done(f"{tag}_base")
+
+        run.stage(f"{tag}_base", clone_tiny_model)
         return build_agent_model(str(base), runtime, quantize, args.lora_r, args.lora_alpha, args.max_length)
     agent = build_agent_model(resolve_model_path(args.model), runtime, quantize, args.lora_r, args.lora_alpha,
                               args.max_length)
-    if run.done(tag):
-        agent.load_role("policy", run.path / tag)
-        return agent
-    with agent.role("policy"):
-        result = sft(agent.peft, agent.codec, agent.trainable_parameters("policy"), examples, args.sft_epochs,
-                     args.sft_lr, args.sft_batch_size, args.seed, desc=f"behaviour cloning {tag} (LoRA)",
-                     on_step=lambda s, m: run.log(stage=f"{tag}_bc", step=s, **m) if s % 10 == 0 else None)
-    run.log(stage=f"{tag}_bc", final=True, examples=len(examples), **result.metrics)
-    agent.save_role("policy", run.path / tag)
-    run.mark_done(tag)
+
+    def clone_lora() -> None:  # the policy adapter of --model trained; run.stage saves it to <run>/<tag>
+        with agent.role("policy"):
+            result = sft(agent.peft, agent.codec, agent.trainable_parameters("policy"), examples, args.sft_epochs,
+                         args.sft_lr, args.sft_batch_size, args.seed, desc=f"behaviour cloning {tag} (LoRA)",
+                         on_step=lambda s, m: run.log(stage=f"{tag}_bc", step=s, **m) if s % 10 == 0 else None)
+        run.log(stage=f"{tag}_bc", final=True, examples=len(examples), **result.metrics)
+
+    run.stage(tag, clone_lora, adapter=(agent, "policy", tag))
     return agent

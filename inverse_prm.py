@@ -26,10 +26,8 @@ Algorithm 2 (Inverse PRM), as implemented below:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import random
-from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -38,11 +36,16 @@ import torch.nn.functional as F
 
 import common
 import envs
-from common import field
 
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
 # Arguments
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+stage1_flag = common.flag_group("stage 1: D+ and D-")  # field() in one --help group
+stage2_flag = common.flag_group("stage 2: PRM")
+stage3_flag = common.flag_group("stage 3: online DPO")
+baseline_flag = common.flag_group("baselines and inference")
 
 
 @dataclasses.dataclass
@@ -50,58 +53,40 @@ class Args(common.BaseArgs):
     """Model, environment, π0 and evaluation flags come from common.BaseArgs; these are Algorithm 2's."""
 
     # Stage 1
-    iterations: int = field(1, "K, the number of InversePRM iterations", group="stage 1: D+ and D-")
-    demos: int = field(200, "expert demonstrations for D+ (train games from --first-task on), if no --demos-file",
-                       group="stage 1: D+ and D-")
-    demos_file: str | None = field(None, "a JSONL of expert trajectories to use as D+ (format: README)",
-                                   group="stage 1: D+ and D-")
-    sft_on_demos: bool = field(False, "behaviour-clone π0 on D+ itself instead of separate --sft-demos episodes",
-                               group="stage 1: D+ and D-")
-    train_tasks: int = field(64, "training games rolled out by π_{i-1} for D- (from --first-task on)",
-                             group="stage 1: D+ and D-")
-    rollouts_per_task: int = field(2, "rollouts of π_{i-1} per training game", group="stage 1: D+ and D-")
-    rollout_temperature: float = field(0.7, "sampling temperature of rollouts and of the relabelled a'",
-                                       group="stage 1: D+ and D-")
-    rollout_resets: float = field(0.0, "fraction of Stage-1 rollouts that start at a random state of the game's "
-                                  "demonstration (a reset distribution, Sec. 4.1)", group="stage 1: D+ and D-")
-    gamma: float = field(0.95, "discount γ in r(s,a) = Q(s,a) - γ Q(s',a') (Eq. 8) (official code: 0.95)",
-                         group="stage 1: D+ and D-")
+    iterations: int = stage1_flag(1, "K, the number of InversePRM iterations")
+    demos: int = stage1_flag(200, "expert demonstrations for D+ (train games from --first-task on), if no --demos-file")
+    demos_file: str | None = stage1_flag(None, "a JSONL of expert trajectories to use as D+ (format: README)")
+    sft_on_demos: bool = stage1_flag(False, "behaviour-clone π0 on D+ itself instead of separate --sft-demos episodes")
+    train_tasks: int = stage1_flag(64, "training games rolled out by π_{i-1} for D- (from --first-task on)")
+    rollouts_per_task: int = stage1_flag(2, "rollouts of π_{i-1} per training game")
+    rollout_temperature: float = stage1_flag(0.7, "sampling temperature of rollouts and of the relabelled a'")
+    rollout_resets: float = stage1_flag(0.0, "fraction of Stage-1 rollouts that start at a random state of the game's "
+                                        "demonstration (a reset distribution, Sec. 4.1)")
+    gamma: float = stage1_flag(0.95, "discount γ in r(s,a) = Q(s,a) - γ Q(s',a') (Eq. 8) (official code: 0.95)")
     # Stage 2
-    prm_epochs: float = field(2.0, "PRM training epochs (over the smaller of D+ and D-)", group="stage 2: PRM")
-    prm_lr: float = field(1e-3, "PRM learning rate (LoRA adapter + scalar head)", group="stage 2: PRM")
-    prm_lr_schedule: str = field("constant", "PRM learning-rate schedule: constant, or cosine (5%% warm-up, decay to 0)",
-                                 group="stage 2: PRM", choices=["constant", "cosine"])
-    prm_batch_size: int = field(16, "PRM batch size (half expert, half learner transitions)", group="stage 2: PRM")
-    prm_holdout: float = field(0.1, "fraction of games held out to report classification accuracy",
-                               group="stage 2: PRM")
+    prm_epochs: float = stage2_flag(2.0, "PRM training epochs (over the smaller of D+ and D-)")
+    prm_lr: float = stage2_flag(1e-3, "PRM learning rate (LoRA adapter + scalar head)")
+    prm_lr_schedule: str = stage2_flag("constant", "PRM learning-rate schedule: constant, or cosine (5%% warm-up, "
+                                       "decay to 0)", choices=["constant", "cosine"])
+    prm_batch_size: int = stage2_flag(16, "PRM batch size (half expert, half learner transitions)")
+    prm_holdout: float = stage2_flag(0.1, "fraction of games held out to report classification accuracy")
     # Stage 3 (online DPO, as in AgentPRM)
-    dpo_steps: int = field(60, "online-DPO optimizer steps", group="stage 3: online DPO")
-    dpo_prompts: int = field(8, "prompt states per DPO optimizer step (two samples each)", group="stage 3: online DPO")
-    dpo_micro_prompts: int = field(16, "prompt states per forward/backward pass (gradients accumulated per step)",
-                                   group="stage 3: online DPO")
-    dpo_beta: float = field(0.1, "β, the KL weight to π_{i-1} in Eq. 10 (official code: 0.03)",
-                            group="stage 3: online DPO")
-    dpo_lr: float = field(5e-4, "policy learning rate (LoRA adapter)", group="stage 3: online DPO")
-    dpo_temperature: float = field(1.0, "sampling temperature of the two DPO samples (official code: 0.7)",
-                                   group="stage 3: online DPO")
-    dpo_margin: float = field(0.0, "δ: drop DPO pairs whose σ(Q) differ by less than δ (0: any strict preference)",
-                              group="stage 3: online DPO")
-    invalid_penalty: float = field(1.0, "a response without a parsable ACTION scores -penalty (σ(Q) is in [0, 1])",
-                                   group="stage 3: online DPO")
-    reset_50_50: bool = field(False, "half of the DPO prompt states come from the expert demonstrations (Sec. 4.1)",
-                              group="stage 3: online DPO")
-    steered_exploration: bool = field(False, "sample DPO responses with Listing 1 added to the prompt (Sec. 4.1)",
-                                      group="stage 3: online DPO")
+    dpo_steps: int = stage3_flag(60, "online-DPO optimizer steps")
+    dpo_prompts: int = stage3_flag(8, "prompt states per DPO optimizer step (two samples each)")
+    dpo_micro_prompts: int = stage3_flag(16, "prompt states per forward/backward pass (gradients accumulated per step)")
+    dpo_beta: float = stage3_flag(0.1, "β, the KL weight to π_{i-1} in Eq. 10 (official code: 0.03)")
+    dpo_lr: float = stage3_flag(5e-4, "policy learning rate (LoRA adapter)")
+    dpo_temperature: float = stage3_flag(1.0, "sampling temperature of the two DPO samples (official code: 0.7)")
+    dpo_margin: float = stage3_flag(0.0, "δ: drop DPO pairs whose σ(Q) gap is below δ (0: any strict preference)")
+    invalid_penalty: float = stage3_flag(1.0, "a response with no parsable ACTION scores -penalty (σ(Q) is in [0, 1])")
+    reset_50_50: bool = stage3_flag(False, "half of the DPO prompt states are expert demonstration states (Sec. 4.1)")
+    steered_exploration: bool = stage3_flag(False, "sample DPO responses with Listing 1 added to the prompt (Sec. 4.1)")
     # baselines and inference
-    sft_baseline: bool = field(True, "also train and evaluate Table 2's SFT baseline (π0 behaviour-cloned on D+)",
-                               group="baselines and inference")
-    sft_baseline_epochs: float = field(2.0, "epochs of the SFT baseline", group="baselines and inference")
-    sft_baseline_lr: float = field(5e-4, "learning rate of the SFT baseline (LoRA adapter)",
-                                   group="baselines and inference")
-    bon_n: list[int] = field([4], "N of the Best-of-N rows; several give the N-scaling curve (Fig. 5b); 0: none",
-                             group="baselines and inference")
-    bon_temperature: float = field(0.7, "sampling temperature of the N Best-of-N candidates",
-                                   group="baselines and inference")
+    sft_baseline: bool = baseline_flag(True, "also train and evaluate Table 2's SFT baseline: π0 fine-tuned on D+")
+    sft_baseline_epochs: float = baseline_flag(2.0, "epochs of the SFT baseline")
+    sft_baseline_lr: float = baseline_flag(5e-4, "learning rate of the SFT baseline (LoRA adapter)")
+    bon_n: list[int] = baseline_flag([4], "N of the Best-of-N rows; several: the N-scaling curve (Fig. 5b); 0: none")
+    bon_temperature: float = baseline_flag(0.7, "sampling temperature of the N Best-of-N candidates")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -110,19 +95,13 @@ class Args(common.BaseArgs):
             self.prm_epochs, self.dpo_steps, self.dpo_prompts = min(self.prm_epochs, 1.0), min(self.dpo_steps, 4), 4
             self.sft_baseline_epochs, self.bon_n = min(self.sft_baseline_epochs, 0.5), [min(n, 2) for n in self.bon_n][:1]
         self.bon_n = common.best_of_n_sizes(self.bon_n)
-        if not 0.0 <= self.rollout_resets <= 1.0:
-            raise common.UserError(f"--rollout-resets must be in [0, 1], got {self.rollout_resets}")
-        if not 0.0 < self.gamma <= 1.0:
-            raise common.UserError(f"--gamma must be in (0, 1], got {self.gamma}")
-        if self.dpo_steps < 0 or self.dpo_prompts < 1 or self.dpo_micro_prompts < 1:
-            raise common.UserError(f"--dpo-steps must be ≥ 0 and --dpo-prompts, --dpo-micro-prompts ≥ 1, got "
-                                   f"{self.dpo_steps}, {self.dpo_prompts}, {self.dpo_micro_prompts}")
-        if self.dpo_margin < 0:
-            raise common.UserError(f"--dpo-margin must be ≥ 0, got {self.dpo_margin}")
-        if self.train_tasks < 1:
-            raise common.UserError(f"D- would be empty: --train-tasks must be ≥ 1, got {self.train_tasks}")
-        if self.demos_file is None and self.demos < 1:
-            raise common.UserError("--demos must be at least 1 (or give --demos-file)")
+        common.require(0.0 <= self.rollout_resets <= 1.0,
+                       f"--rollout-resets must be in [0, 1], got {self.rollout_resets}")
+        common.require(0.0 < self.gamma <= 1.0, f"--gamma must be in (0, 1], got {self.gamma}")
+        common.check_dpo_flags(self)
+        common.require(self.train_tasks >= 1, f"D- would be empty: --train-tasks must be ≥ 1, got {self.train_tasks}")
+        common.require(self.demos_file is not None or self.demos >= 1,
+                       "--demos must be at least 1 (or give --demos-file)")
 
 
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -142,6 +121,9 @@ class Transition:
     label: float  # 1 for expert (D+), 0 for learner (D-)
     game_id: str
     iteration: int  # which policy produced it (0 for the expert)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def transitions_from(trajectories: Sequence[envs.Trajectory], label: float, iteration: int,
@@ -195,8 +177,7 @@ def collect_learner_rollouts(policy: envs.Policy, tasks: Sequence[int], demos: S
     replayed prefix, so prompts show the history the expert left) and, per trajectory, the first step π_{i-1}
     chose (0 without a reset)."""
     demo_of = resettable_demonstrations(demos)
-    games = [envs.make(args.env, split="train", seed=s, max_steps=args.max_steps)
-             for s in tasks for _ in range(args.rollouts_per_task)]
+    games = common.training_games(args, tasks)
     resettable, n_resets = reset_candidates([game.game_id for game in games], demos, args.rollout_resets)
     first_steps = [0] * len(games)
     for k in rng.sample(resettable, n_resets):
@@ -206,18 +187,15 @@ def collect_learner_rollouts(policy: envs.Policy, tasks: Sequence[int], demos: S
     return common.rollout_in_batches(games, policy, args, desc, starts), first_steps
 
 
-def save_learner_trajectories(run: common.RunDir, name: str, trajectories: Sequence[envs.Trajectory],
-                              first_steps: Sequence[int]) -> None:
-    """Stage-1 trajectories, each with "learner_from": the first step π_{i-1} chose (> 0 after a reset: a replayed
-    expert prefix)."""
-    run.write_jsonl(name, [{**traj.to_json(), "learner_from": t0} for traj, t0 in zip(trajectories, first_steps)])
+def learner_records(trajectories: Sequence[envs.Trajectory], first_steps: Sequence[int]) -> list[dict]:
+    """Stage-1 trajectories as JSONL records, each with "learner_from": the first step π_{i-1} chose (> 0 after a
+    reset: a replayed expert prefix)."""
+    return [{**traj.to_json(), "learner_from": t0} for traj, t0 in zip(trajectories, first_steps)]
 
 
-def load_learner_trajectories(path: Path) -> tuple[list[envs.Trajectory], list[int]]:
-    """What save_learner_trajectories wrote: (trajectories, first steps); a record without "learner_from" (an
-    agent_prm.py rollout) is the learner's from its first step."""
-    with open(path, encoding="utf-8") as f:
-        records = [json.loads(line) for line in f if line.strip()]
+def learner_trajectories(records: Sequence[dict]) -> tuple[list[envs.Trajectory], list[int]]:
+    """learner_records back: (trajectories, first steps); a record without "learner_from" (an agent_prm.py rollout)
+    is the learner's from its first step."""
     return [envs.Trajectory.from_json(r) for r in records], [r.get("learner_from", 0) for r in records]
 
 
@@ -340,8 +318,9 @@ def train_inverse_prm(agent: common.AgentModel, positives: Sequence[Transition],
     return metrics
 
 
-def relabel_with_policy(agent: common.AgentModel, transitions: Sequence[Transition], args: Args) -> None:
-    """Relabel every a' with one sample of the current "policy" adapter π_{i-1}."""
+def relabel_with_policy(agent: common.AgentModel, transitions: Sequence[Transition],
+                        args: Args) -> Sequence[Transition]:
+    """Relabel every a' with one sample of the current "policy" adapter π_{i-1}; returns the transitions."""
     def sample(prompts: list[list[dict[str, str]]]) -> list[str]:
         with agent.role("policy"):
             out = common.generate(agent.peft, agent.codec, prompts, n=1, temperature=args.rollout_temperature,
@@ -350,22 +329,25 @@ def relabel_with_policy(agent: common.AgentModel, transitions: Sequence[Transiti
         return [group[0].text for group in out]
 
     relabel_next_actions(transitions, sample)
+    return transitions
+
+
+def take_next_actions(transitions: Sequence[Transition], saved: Sequence[dict], where: Path) -> None:
+    """The a' of the saved transitions, written into `transitions` IN PLACE. They must be the same (s, a) in the
+    same order, else each a' would land on another s'."""
+    if len(saved) != len(transitions) or any((r["state"], r["action"]) != (t.state, t.action)
+                                             for t, r in zip(transitions, saved)):
+        raise common.UserError(f"{where} holds other transitions than D+ and D- of these flags (changed "
+                               f"--history-window?): use a new --out")
+    for tr, record in zip(transitions, saved):
+        tr.next_action = record["next_action"]
 
 
 def load_demonstrations(args: Args) -> list[envs.Trajectory]:
     """D+ as trajectories: the user's JSONL (validated) or the environment's expert."""
     if args.demos_file is None:
         return envs.expert_demonstrations(args.env, "train", args.demos, start=args.first_task, max_steps=args.max_steps)
-    if not Path(args.demos_file).is_file():
-        raise common.UserError(f"--demos-file {args.demos_file}: no such file")
-    try:
-        demos = envs.load_trajectories(args.demos_file)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise common.UserError(f"--demos-file: {e}") from None
-    other = sorted({d.env for d in demos if d.env and d.env != args.env})
-    if other:
-        raise common.UserError(f"--demos-file holds demonstrations of {', '.join(other)}, not of --env {args.env}")
-    return demos
+    return common.load_demos_file(args.demos_file, args.env)
 
 
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -475,20 +457,15 @@ def online_dpo(agent: common.AgentModel, states: Sequence[list[dict]], expert_st
 
 
 def make_bon_policy(agent: common.AgentModel, n: int, args: Args) -> tuple[envs.Policy, dict[str, list[dict]]]:
-    """BoN(π, Q_i) (Sec. 2.2): at every turn N samples of the "policy" adapter, act with the one Q_i scores highest.
-    Returns (policy, records): each turn's candidates and their Q, by game id, for the dumped episodes."""
-    records: dict[str, list[dict]] = defaultdict(list)
+    """BoN(π, Q_i) (Sec. 2.2): at every turn N samples of the "policy" adapter, act with the one of highest σ(Q_i)
+    (score_samples). Returns (policy, each turn's candidates and their Q by game id, for the dumped episodes)."""
+    return common.best_of_n_policy(agent, n, args, lambda prompts, samples: score_samples(
+        agent, prompts, samples, args.invalid_penalty, args.batch_size))  # [B][N]
 
-    def policy(prompts: list[list[dict[str, str]]], live_envs: list[envs.TextEnv]) -> list[str]:
-        with agent.role("policy"):
-            samples = common.generate(agent.peft, agent.codec, prompts, n=n, temperature=args.bon_temperature,
-                                      max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)  # [B][N]
-        scores = score_samples(agent, prompts, samples, args.invalid_penalty, args.batch_size)  # [B][N]
-        for env, group, q in zip(live_envs, samples, scores):
-            records[env.game_id].append({"candidates": [s.text for s in group], "prm_q_candidates": q})
-        return [c.text for c in common.best_of_n(samples, scores)]
 
-    return policy, records
+def bon_row(agent: common.AgentModel, run: common.RunDir, args: Args, name: str, n: int) -> dict:
+    """The row BoN(π, Q_i) of Table 2 (common.evaluate_row); its episodes keep every candidate's Q."""
+    return common.evaluate_row(agent, run, args, name, make_policy=lambda _split: make_bon_policy(agent, n, args))
 
 
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -497,19 +474,14 @@ def make_bon_policy(agent: common.AgentModel, n: int, args: Args) -> tuple[envs.
 
 
 def main(args: Args) -> dict[str, Any]:
-    if args.env not in envs.ENV_REGISTRY:
-        raise common.UserError(f"unknown --env {args.env!r}; registered: {', '.join(sorted(envs.ENV_REGISTRY))}")
-    runtime = common.resolve_runtime(args.device, args.dtype)
-    quantize = common.quantize_flag(args.load_in_4bit, runtime)
-    common.set_seed(args.seed)
+    runtime, quantize = common.start(args)
     demos = load_demonstrations(args)  # validated before anything is written
     train_tasks = list(range(args.first_task, args.first_task + args.train_tasks))
     if args.rollout_resets > 0:
-        reset_candidates([envs.make(args.env, split="train", seed=s, max_steps=args.max_steps).game_id
-                          for s in train_tasks for _ in range(args.rollouts_per_task)], demos, args.rollout_resets)
+        reset_candidates([game.game_id for game in common.training_games(args, train_tasks)], demos,
+                         args.rollout_resets)  # checked before anything runs
     run = common.RunDir("inverse_prm", args.env, args.seed, args.out, args)
-    print(f"InversePRM | model {args.model} | env {args.env} | {runtime.device} {str(runtime.dtype).split('.')[-1]}"
-          f"{' 4-bit' if quantize else ''} | {len(demos)} demonstrations | run {run.path}")
+    print(common.banner("InversePRM", args, runtime, quantize, run, f"{len(demos)} demonstrations"))
     if run.done("iter1/relabel") and run.read_jsonl("demonstrations.jsonl") != [d.to_json() for d in demos]:
         raise common.UserError(f"{run.path} was made with other demonstrations (changed --demos, --demos-file or "
                                f"--first-task?): use a new --out")
@@ -523,17 +495,8 @@ def main(args: Args) -> dict[str, Any]:
     if hasattr(envs.ENV_REGISTRY[args.env], "expert_action"):
         rows.append(("Expert", common.evaluate_row(agent, run, args, "Expert", policy=envs.expert_policy)))
     if args.sft_baseline:
-        if not run.done("sft_baseline"):
-            agent.add_role("sft_baseline", copy_from="policy")
-            with agent.role("sft_baseline"):
-                common.sft(agent.peft, agent.codec, agent.trainable_parameters("sft_baseline"),
-                           common.sft_examples(demos, args.history_window, args.history_reasons),
-                           args.sft_baseline_epochs,
-                           args.sft_baseline_lr, args.sft_batch_size, args.seed, desc="SFT baseline on D+")
-            agent.save_role("sft_baseline", run.path / "sft_baseline")
-            run.mark_done("sft_baseline")
-        else:
-            agent.load_role("sft_baseline", run.path / "sft_baseline")
+        common.sft_baseline(agent, run, args, "sft_baseline", desc="SFT baseline on D+",
+                            examples=common.sft_examples(demos, args.history_window, args.history_reasons))
         rows.append(("SFT", common.evaluate_row(agent, run, args, "SFT", role="sft_baseline")))
     rows.append(("InversePRM π0", common.evaluate_row(agent, run, args, "InversePRM π0")))
 
@@ -548,28 +511,22 @@ def main(args: Args) -> dict[str, Any]:
         agent.add_role("reference", copy_from="policy")  # π_{i-1}: the KL anchor of Eq. 10
 
         # ── Stage 1: roll out π_{i-1}, aggregate D-, relabel a' ~ π_{i-1}(·|s') (Alg. 2 lines 3-4) ──
-        if not run.done(f"{it}/stage1"):
+        # (each run.stage computes and saves once; a re-run with the same --out loads what it saved)
+        def roll_out() -> list[dict]:  # D_i, each trajectory with the first step π_{i-1} chose
             policy = common.make_llm_policy(agent.peft, agent.codec, args.rollout_temperature, args.max_new_tokens,
                                             args.batch_size)
             rollouts, first_steps = collect_learner_rollouts(policy, train_tasks, demos, args,
                                                              random.Random(f"{args.seed}/{it}/resets"),
                                                              desc=f"{it} stage 1: rollouts of π{i - 1}")
-            save_learner_trajectories(run, f"{it}/rollouts.jsonl", rollouts, first_steps)
-            run.mark_done(f"{it}/stage1")
-        rollouts, first_steps = load_learner_trajectories(run.path / it / "rollouts.jsonl")
+            return learner_records(rollouts, first_steps)
+
+        records = run.stage(f"{it}/stage1", roll_out, save_as=f"{it}/rollouts.jsonl")
+        rollouts, first_steps = learner_trajectories(records)
         negatives += transitions_from(rollouts, 0.0, i, args.history_window, args.history_reasons, first_steps)
-        if not run.done(f"{it}/relabel"):
-            relabel_with_policy(agent, [*positives, *negatives], args)
-            run.write_jsonl(f"{it}/transitions.jsonl", [dataclasses.asdict(t) for t in [*positives, *negatives]])
-            run.mark_done(f"{it}/relabel")
-        else:
-            saved, current = run.read_jsonl(f"{it}/transitions.jsonl"), [*positives, *negatives]
-            if len(saved) != len(current) or any((r["state"], r["action"]) != (t.state, t.action)
-                                                 for t, r in zip(current, saved)):  # else each a' lands on another s'
-                raise common.UserError(f"{run.path / it / 'transitions.jsonl'} holds other transitions than D+ and D- "
-                                       f"of these flags (changed --history-window?): use a new --out")
-            for tr, record in zip(current, saved):
-                tr.next_action = record["next_action"]
+        transitions = [*positives, *negatives]  # Alg. 2 line 4: a' ~ π_{i-1}(·|s') for all of D+ ∪ D-
+        saved = run.stage(f"{it}/relabel", lambda: relabel_with_policy(agent, transitions, args),
+                          save_as=f"{it}/transitions.jsonl")
+        take_next_actions(transitions, saved, run.path / it / "transitions.jsonl")  # resuming: the saved a'
         from_start = [traj.won for traj, t0 in zip(rollouts, first_steps) if t0 == 0]
         from_reset = [traj.won for traj, t0 in zip(rollouts, first_steps) if t0 > 0]
         stage1 = {"positives": len(positives), "negatives": len(negatives), "rollouts": len(rollouts),
@@ -584,51 +541,37 @@ def main(args: Args) -> dict[str, Any]:
               + ")")
 
         # ── Stage 2: Q_i classifies D+ vs D- through Q(s,a) - γ Q(s',a') (Alg. 2 line 5, Eq. 9) ──
-        if not run.done(f"{it}/stage2"):
-            stage2 = train_inverse_prm(agent, positives, negatives, args, desc=f"{it} stage 2: InversePRM")
-            agent.save_role("prm", run.path / it / "prm")
-            run.write_json(f"{it}/prm_metrics.json", stage2)
-            run.mark_done(f"{it}/stage2")
-        else:
-            agent.add_role("prm", head=True, fresh=True)
-            agent.load_role("prm", run.path / it / "prm")
-        stage2 = run.read_json(f"{it}/prm_metrics.json")
+        stage2 = run.stage(f"{it}/stage2", lambda: train_inverse_prm(agent, positives, negatives, args,
+                                                                     desc=f"{it} stage 2: InversePRM"),
+                           save_as=f"{it}/prm_metrics.json", adapter=(agent, "prm", f"{it}/prm"), fresh=True)
         run.log(stage=f"{it}/stage2", **stage2)
-        print(f"[{it}] stage 2: held-out accuracy {stage2.get('prm_heldout_acc', float('nan')):.3f} "
-              f"(expert {stage2.get('prm_heldout_acc_expert', float('nan')):.3f}, "
-              f"learner {stage2.get('prm_heldout_acc_learner', float('nan')):.3f})")
+        print(f"[{it}] stage 2: held-out accuracy {stage2.get('prm_heldout_acc', math.nan):.3f} "
+              f"(expert {stage2.get('prm_heldout_acc_expert', math.nan):.3f}, "
+              f"learner {stage2.get('prm_heldout_acc_learner', math.nan):.3f})")
         for n in args.bon_n:
             name = common.paper_name(i - 1, i - 1, n if len(args.bon_n) > 1 else None)
-            rows.append((name, common.evaluate_row(agent, run, args, name,
-                                                   make_policy=lambda _split, n=n: make_bon_policy(agent, n, args))))
+            rows.append((name, bon_row(agent, run, args, name, n)))
 
         # ── Stage 3: online DPO of π_i against Q_i on s ~ D_i, KL to π_{i-1} (Alg. 2 line 6, Eq. 10-11) ──
-        if not run.done(f"{it}/stage3"):
-            states = dpo_prompt_states(rollouts, args.history_window, args.history_reasons, first_steps)  # s ~ D_i
-            stage3 = online_dpo(agent, states, expert_states, args, f"{it} stage 3: online DPO", run, i)
-            agent.save_role("policy", run.path / it / "policy")
-            run.write_json(f"{it}/dpo_metrics.json", stage3)
-            run.mark_done(f"{it}/stage3")
-        else:
-            agent.load_role("policy", run.path / it / "policy")
-        stage3 = run.read_json(f"{it}/dpo_metrics.json")
+        stage3 = run.stage(f"{it}/stage3", lambda: online_dpo(
+            agent, dpo_prompt_states(rollouts, args.history_window, args.history_reasons, first_steps),  # s ~ D_i
+            expert_states, args, f"{it} stage 3: online DPO", run, i),
+            save_as=f"{it}/dpo_metrics.json", adapter=(agent, "policy", f"{it}/policy"))
         print(f"[{it}] stage 3: {stage3['dpo_steps']} DPO steps ({stage3.get('dpo_steps_without_pairs', 0)} batches "
-              f"without a preference pair skipped), last loss {stage3.get('dpo_loss', float('nan')):.3f}")
+              f"without a preference pair skipped), last loss {stage3.get('dpo_loss', math.nan):.3f}")
         rows.append((f"InversePRM π{i}", common.evaluate_row(agent, run, args, f"InversePRM π{i}")))
         for n in args.bon_n:
             name = common.paper_name(i, i - 1, n if len(args.bon_n) > 1 else None)
-            rows.append((name, common.evaluate_row(agent, run, args, name,
-                                                   make_policy=lambda _split, n=n: make_bon_policy(agent, n, args))))
+            rows.append((name, bon_row(agent, run, args, name, n)))
 
+    # ── Alg. 2 line 7: the best π_i on the validation split (the first eval split) ──
     validation = args.eval_splits[0]
     policies = {name: row for name, row in rows if name.startswith("InversePRM π") and name != "InversePRM π0"}
     best = max(policies, key=lambda name: policies[name][validation]["success"]) if policies else "InversePRM π0"
     summary = {"best_policy": best, "validation_split": validation, "rows": dict(rows),
                "best_policy_adapter": str(run.path / f"iter{best.split('π')[-1]}" / "policy") if policies else None}
     run.write_json("summary.json", summary)
-    for split in args.eval_splits:
-        print(f"\nInversePRM on {args.env} / {split} ({args.eval_games} games, max {args.max_steps} actions)")
-        print(common.format_table([(name, row[split]) for name, row in rows]))
+    common.print_tables("InversePRM", args, rows)
     print(f"\nbest policy on {validation}: {best}   (run folder: {run.path})")
     return summary
 

@@ -7,14 +7,21 @@ deterministic, so one rollout of the expert is V^expert(s') exactly. A learned P
 Monte-Carlo returns; Q^μ is what a perfect PRM of a (much better) policy would say. If Best-of-N and online DPO
 do not raise π0 even against Q^μ, the recipe (steps, batch, lr, β, temperature) is wrong, not the PRM.
 
+Q^μ is computed in the true game, so it also knows where the objects the agent has not seen yet are: it prefers
+the lucky search. --hidden-worlds M values each action by its mean over M copies of the game with the unseen
+objects placed anew by their priors (HouseholdEnv.resample_unseen): the value of what the agent has observed,
+which is what a PRM trained on many games can at best learn. --census tells what there is to learn: where each
+row's episodes leave the expert, and at how many of its states the expert itself is below the oracle's best action.
+
     python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 1 2 4 8 16         # BoN(π0, Q^μ) curve
     python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 0 --dpo-lr 1e-4 3e-4  # Stage 3 vs Q^μ, lr sweep
     python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 0 --prm-check 400     # the run's Q0 vs Q^μ
+    python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 4 16 --hidden-worlds 16 --census
 
-RUN is an agent_prm.py run whose Stage 1 is done (its π0 and iter1/rollouts.jsonl); its settings (args.json)
-are the ladder's, and the flags below replace some of them. Writes RUN/oracle_ladder/: evals.json and the
-episodes of every row (Best-of-N steps carry every candidate's Q^μ), one policy adapter per learning rate,
-metrics.jsonl, ladder.json (the rows as printed). Re-running skips what is done.
+RUN is an agent_prm.py run (its π0; Stage 3 and --prm-check need its Stage 1, iter1/rollouts.jsonl); its
+settings (args.json) are the ladder's, and the flags below replace some of them. Writes RUN/oracle_ladder/:
+evals.json and the episodes of every row (Best-of-N steps carry every candidate's Q^μ), one policy adapter per
+learning rate, metrics.jsonl, ladder.json (the rows as printed), census_W<M>.json. Re-running skips what is done.
 """
 
 from __future__ import annotations
@@ -53,16 +60,34 @@ def oracle_q(env: envs.TextEnv, action: str, gamma: float) -> float:
     return reward if done else reward + gamma * expert_return(after, gamma)
 
 
+def hidden_worlds(env: envs.TextEnv, worlds: int) -> list[envs.TextEnv]:
+    """The game itself (worlds = 0: Q^μ sees where the unseen objects are), or `worlds` copies of it with the
+    unseen objects placed anew by their priors (HouseholdEnv.resample_unseen), seeded by the state, so every
+    action of a state is valued in the same copies."""
+    if worlds == 0:
+        return [env]
+    key = f"{env.game_id}|{env.steps}|{env.state_fingerprint()}|{sorted(env.known)}"
+    return [env.resample_unseen(random.Random(f"{key}|{w}")) for w in range(worlds)]
+
+
 def oracle_scores(states: Sequence[envs.TextEnv], samples: Sequence[Sequence[common.Sample]], gamma: float,
-                  invalid_penalty: float) -> list[list[float]]:
-    """Q^μ of every sample at its state [B][N]; a response without a usable ACTION scores -penalty, as
-    agent_prm.score_samples scores it for a learned PRM."""
-    return [[oracle_q(env, envs.parse_response(s.text).action, gamma) if agent_prm.is_valid_sample(s)
-             else -invalid_penalty for s in group] for env, group in zip(states, samples)]
+                  invalid_penalty: float, worlds: int = 0) -> list[list[float]]:
+    """Q^μ of every sample at its state [B][N] (with worlds > 0: its mean over that many hidden worlds); a response
+    without a usable ACTION scores -penalty, as agent_prm.score_samples scores it for a learned PRM."""
+    scores = []
+    for env, group in zip(states, samples):
+        copies, q = hidden_worlds(env, worlds), {}  # q: action -> its value here (samples often share an action)
+        for s in group:
+            action = envs.parse_response(s.text).action if agent_prm.is_valid_sample(s) else None
+            if action is not None and action not in q:
+                q[action] = sum(oracle_q(w, action, gamma) for w in copies) / len(copies)
+        scores.append([q[envs.parse_response(s.text).action] if agent_prm.is_valid_sample(s) else -invalid_penalty
+                       for s in group])
+    return scores
 
 
 def oracle_bon_policy(agent: common.AgentModel, args: agent_prm.Args, n: int,
-                      log: dict[str, list[dict]]) -> envs.Policy:
+                      log: dict[str, list[dict]], worlds: int = 0) -> envs.Policy:
     """BoN(π, Q^μ): N samples of the "policy" adapter per turn, act with the highest Q^μ (the live games are the
     states). Each turn's candidates and their Q^μ are appended to log[game_id]."""
 
@@ -70,7 +95,7 @@ def oracle_bon_policy(agent: common.AgentModel, args: agent_prm.Args, n: int,
         with agent.role("policy"):
             samples = common.generate(agent.peft, agent.codec, prompts, n=n, temperature=args.bon_temperature,
                                       max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)  # [B][N]
-        scores = oracle_scores(live_envs, samples, args.gamma, args.invalid_penalty)  # [B][N]
+        scores = oracle_scores(live_envs, samples, args.gamma, args.invalid_penalty, worlds)  # [B][N]
         for env, group, q in zip(live_envs, samples, scores):
             log[env.game_id].append({"candidates": [s.text for s in group], "oracle_q_candidates": q})
         return [c.text for c in common.best_of_n(samples, scores)]
@@ -78,15 +103,21 @@ def oracle_bon_policy(agent: common.AgentModel, args: agent_prm.Args, n: int,
     return policy
 
 
-def stage3_oracle(args: agent_prm.Args, trajectories: Sequence[envs.Trajectory]):
-    """Stage 3's states s ~ D (agent_prm.dpo_prompt_states of the Stage-1 rollouts) and a score function
-    (prompts, samples) -> Q^μ [P][K] for agent_prm.online_dpo (prm_replaced_by): each prompt's game is rebuilt and
-    replayed to the state (envs.replay) the first time it is asked, then kept."""
+def stage3_oracle(args: agent_prm.Args, trajectories: Sequence[envs.Trajectory], worlds: int = 0,
+                  inadmissible_only: bool = False):
+    """Stage 3's states s ~ D (agent_prm.dpo_prompt_states of the Stage-1 rollouts; with inadmissible_only, only
+    those at which π0 took an action the game cannot do) and a score function (prompts, samples) -> Q^μ [P][K] for
+    agent_prm.online_dpo (prm_replaced_by): each prompt's game is rebuilt and replayed to the state (envs.replay)
+    the first time it is asked, then kept."""
     where: dict[str, tuple[envs.Trajectory, int]] = {}  # a state's messages (JSON) -> the first (episode, t) there
+    inadmissible: set[str] = set()  # the states' messages (JSON) at which π0 took an inadmissible action
     for traj in trajectories:
-        for t in range(len(traj.steps)):
-            messages = envs.trajectory_messages(traj, t, args.history_window, history_reasons=args.history_reasons)
-            where.setdefault(json.dumps(messages), (traj, t))
+        for t, step in enumerate(traj.steps):
+            messages = json.dumps(envs.trajectory_messages(traj, t, args.history_window,
+                                                           history_reasons=args.history_reasons))
+            where.setdefault(messages, (traj, t))
+            if step.action not in step.admissible:
+                inadmissible.add(messages)
     seed_of = envs.game_seeds(args.env, "train", range(args.first_task, args.first_task + args.train_tasks),
                               max_steps=args.max_steps)
     games: dict[str, envs.TextEnv] = {}  # game id -> the game at its start
@@ -104,9 +135,11 @@ def stage3_oracle(args: agent_prm.Args, trajectories: Sequence[envs.Trajectory])
         return at_state[key]
 
     def score(prompts: list[list[dict]], samples: list[list[common.Sample]]) -> list[list[float]]:
-        return oracle_scores([env_at(m) for m in prompts], samples, args.gamma, args.invalid_penalty)
+        return oracle_scores([env_at(m) for m in prompts], samples, args.gamma, args.invalid_penalty, worlds)
 
     states = agent_prm.dpo_prompt_states(trajectories, args.history_window, args.history_reasons)
+    if inadmissible_only:
+        states = [m for m in states if json.dumps(m) in inadmissible]
     return states, score
 
 
@@ -138,9 +171,37 @@ def prm_against_oracle(agent: common.AgentModel, args: agent_prm.Args, states: S
     return counts
 
 
+def deviation_census(episodes: Sequence[envs.Trajectory], args: agent_prm.Args, split: str, worlds: int) -> dict:
+    """Where a policy's episodes leave the expert, by outcome (won / lost): its actions that are not the expert's
+    at that state, by kind (inadmissible, or the command word of an admissible one); and the states at which the
+    expert's own action is below the oracle's best admissible action (Q^μ, with worlds > 0 its mean over hidden
+    worlds): the expert's inefficiencies, the only part of Q^μ's preferences that cloning the expert cannot teach."""
+    seed_of = envs.game_seeds(args.env, split, range(args.eval_games), max_steps=args.max_steps)
+    census: dict = {"won": defaultdict(int), "lost": defaultdict(int), "states": 0, "expert_below_best": 0}
+    for traj in episodes:
+        env = envs.make(args.env, split, seed_of[traj.game_id], max_steps=args.max_steps)
+        env.reset()
+        counts = census["won" if traj.won else "lost"]
+        counts["episodes"] += 1
+        for step in traj.steps:
+            expert = env.expert_action()[1]
+            counts["actions"] += 1
+            if step.action != expert:
+                counts["not_expert"] += 1
+                counts["not_expert_" + ("inadmissible" if step.action not in step.admissible
+                                        else step.action.split(" ")[0])] += 1
+            copies = hidden_worlds(env, worlds)
+            q = {a: sum(oracle_q(w, a, args.gamma) for w in copies) / len(copies)
+                 for a in set(step.admissible) | {expert}}
+            census["states"] += 1
+            census["expert_below_best"] += q[expert] < max(q.values()) - 1e-9
+            env.step(step.action)
+    return census
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", type=Path, help="an agent_prm.py run folder whose Stage 1 is done")
+    parser.add_argument("run", type=Path, help="an agent_prm.py run folder (its π0; Stage 3 rows need its Stage 1)")
     parser.add_argument("--bon-n", type=int, nargs="+", default=[1, 2, 4, 8, 16],
                         help="N of the BoN(π0, Q^μ) rows; 0: none")
     parser.add_argument("--dpo-lr", type=float, nargs="*", default=None,
@@ -160,24 +221,37 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--prm-check", type=int, default=0, metavar="S",
                         help="at S Stage-3 states, does the run's PRM (iter1/prm) order π0's two samples as Q^μ "
                              "does? 0: skip")
+    parser.add_argument("--hidden-worlds", type=int, default=0, metavar="M",
+                        help="0: Q^μ in the true game (it sees where unseen objects are); M: its mean over M copies "
+                             "with the unseen objects placed anew by their priors (the value of what was observed)")
+    parser.add_argument("--dpo-states", choices=["all", "inadmissible"], default="all",
+                        help="Stage 3's prompt states: all of D, or only those where π0 took an inadmissible action")
+    parser.add_argument("--census", action="store_true",
+                        help="where each row's episodes (validation split) leave the expert, where the expert is "
+                             "below Q^μ, and how many Stage-1 states saw an inadmissible action")
     parser.add_argument("--out", default=None, help="output folder (default: RUN/oracle_ladder)")
     cli = parser.parse_args(argv)
-    if not (cli.run / "iter1" / "rollouts.jsonl").exists():
-        sys.exit(f"error: {cli.run} has no iter1/rollouts.jsonl: run agent_prm.py's Stage 1 first")
+    if (cli.dpo_lr is not None or cli.prm_check) and not (cli.run / "iter1" / "rollouts.jsonl").exists():
+        sys.exit(f"error: {cli.run} has no iter1/rollouts.jsonl: Stage 3 and --prm-check need agent_prm.py's Stage 1")
     if any(n < 0 for n in cli.bon_n) or (cli.dpo_steps is not None and cli.dpo_steps < 1) or \
             (cli.eval_games is not None and cli.eval_games < 1) or any(lr <= 0 for lr in cli.dpo_lr or []) or \
             (cli.dpo_beta is not None and cli.dpo_beta <= 0) or \
             (cli.dpo_temperature is not None and cli.dpo_temperature <= 0) or \
-            (cli.dpo_samples is not None and cli.dpo_samples < 2) or (cli.dpo_prompts is not None and cli.dpo_prompts < 1):
+            (cli.dpo_samples is not None and cli.dpo_samples < 2) or \
+            (cli.dpo_prompts is not None and cli.dpo_prompts < 1) or \
+            cli.hidden_worlds < 0:
         sys.exit("error: --bon-n must be ≥ 0, --dpo-steps, --dpo-prompts and --eval-games ≥ 1, "
-                 "--dpo-samples ≥ 2, --dpo-lr, --dpo-beta and --dpo-temperature > 0")
+                 "--dpo-samples ≥ 2, --hidden-worlds ≥ 0, --dpo-lr, --dpo-beta and --dpo-temperature > 0")
     args, agent = load_run(cli.run)
     if not hasattr(envs.make(args.env, "train", args.first_task, max_steps=args.max_steps), "expert_action"):
         sys.exit(f"error: {args.env} has no expert: Q^μ needs one")
+    if cli.hidden_worlds and not hasattr(envs.make(args.env, "train", args.first_task), "resample_unseen"):
+        sys.exit(f"error: --hidden-worlds needs a game that can place its unseen objects anew; {args.env} cannot")
     variant = "".join(f"_{name}{value:g}" for name, value in (("beta", cli.dpo_beta),
                                                               ("T", cli.dpo_temperature), ("K", cli.dpo_samples),
-                                                              ("P", cli.dpo_prompts))
+                                                              ("P", cli.dpo_prompts), ("W", cli.hidden_worlds or None))
                       if value is not None)  # in the names of the Stage-3 rows and folders
+    variant += "_inadmissible" if cli.dpo_states == "inadmissible" else ""
     args.dpo_steps = cli.dpo_steps or args.dpo_steps
     args.dpo_beta = args.dpo_beta if cli.dpo_beta is None else cli.dpo_beta
     args.dpo_temperature = args.dpo_temperature if cli.dpo_temperature is None else cli.dpo_temperature
@@ -187,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.eval_splits = cli.eval_splits or args.eval_splits
     out = common.RunDir("oracle_ladder", args.env, args.seed, cli.out or str(cli.run / "oracle_ladder"), args)
     rows: list[tuple[str, dict]] = []
+    oracle = f"Q^μ_W{cli.hidden_worlds}" if cli.hidden_worlds else "Q^μ"  # in the row names
 
     # ── the start: π0 as it plays (sampled at --eval-temperature) ──
     common.set_seed(args.seed)
@@ -196,16 +271,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     for n in common.best_of_n_sizes(cli.bon_n):
         def bon(split: str, n: int = n):
             log: dict[str, list[dict]] = defaultdict(list)
-            return oracle_bon_policy(agent, args, n, log), log
+            return oracle_bon_policy(agent, args, n, log, cli.hidden_worlds), log
 
         common.set_seed(args.seed)
-        name = f"BoN(π0,Q^μ) N={n}"
+        name = f"BoN(π0,{oracle}) N={n}"
         rows.append((name, common.evaluate_row(agent, out, args, name, make_policy=bon)))
 
     if cli.prm_check or cli.dpo_lr is not None:
         with open(cli.run / "iter1" / "rollouts.jsonl", encoding="utf-8") as f:  # Stage 1 of the run: D's states
             trajectories = [envs.Trajectory.from_json(json.loads(line)) for line in f]
-        states, score = stage3_oracle(args, trajectories)
+        states, score = stage3_oracle(args, trajectories, cli.hidden_worlds, cli.dpo_states == "inadmissible")
 
     # ── where the learned PRM departs from Q^μ: their preferences between π0's two samples ──
     if cli.prm_check:
@@ -242,10 +317,38 @@ def main(argv: Sequence[str] | None = None) -> None:
                 out.write_json(f"dpo_metrics_{tag}.json", metrics)
                 out.mark_done(f"stage3_{tag}")
             common.set_seed(args.seed)
-            name = f"π1 vs Q^μ ({tag})"
+            name = f"π1 vs {oracle} ({tag})"
             rows.append((name, common.evaluate_row(agent, out, args, name)))
 
     out.write_json("ladder.json", {name: row for name, row in rows})
+
+    # ── what there is to learn: where each row's episodes leave the expert, where the expert is below Q^μ ──
+    if cli.census:
+        split, census = args.eval_splits[0], {}
+        for name, _ in rows:
+            dump = f"evals/{common.slug(name)}__{split}.jsonl"
+            episodes = [envs.Trajectory.from_json(r) for r in out.read_jsonl(dump)]
+            census[name] = c = deviation_census(episodes, args, split, cli.hidden_worlds)
+            for outcome in ("won", "lost"):
+                k = c[outcome]
+                by_kind = sorted(((v, key.removeprefix("not_expert_")) for key, v in k.items()
+                                  if key.startswith("not_expert_")), reverse=True)
+                kinds = ", ".join(f"{v} {kind}" for v, kind in by_kind)
+                print(f"{name}: {outcome} {k['episodes']} of {len(episodes)} games on {split}, {k['actions']} actions, "
+                      f"{k['not_expert']} not the expert's ({kinds})")
+            print(f"{name}: the expert's own action is below {oracle}'s best at {c['expert_below_best']} of "
+                  f"{c['states']} states")
+        out.write_json(f"census_W{cli.hidden_worlds}.json", census)
+        rollouts = cli.run / "iter1" / "rollouts.jsonl"  # D: the states Stage 3 trains at (if Stage 1 ran)
+        stage1 = [envs.Trajectory.from_json(json.loads(line))
+                  for line in rollouts.read_text(encoding="utf-8").splitlines()] if rollouts.exists() else []
+        inadmissible: dict[str, bool] = {}  # a distinct state (agent_prm.state_action_keys) -> an inadmissible action
+        for traj in stage1:
+            for (state, _), step in zip(agent_prm.state_action_keys(traj), traj.steps):
+                inadmissible[state] = inadmissible.get(state, False) or step.action not in step.admissible
+        if stage1:
+            print(f"Stage 1: π0 took an inadmissible action at {sum(inadmissible.values())} of the "
+                  f"{len(inadmissible)} distinct states Stage 3 draws from")
     for split in args.eval_splits:
         print(f"\nOracle ladder on {args.env} / {split} ({args.eval_games} games, max {args.max_steps} actions)")
         print(common.format_table([(name, row[split]) for name, row in rows]))

@@ -439,7 +439,8 @@ def stage3_states(run: Path, args: agent_prm.Args, expert: bool = False) -> list
     """The run's Stage-3 prompt states s ~ D_1 (agent_prm.dpo_prompt_states of its Stage-1 trajectories), each with
     its admissible actions and, with `expert`, the household expert's action (its game replayed to the state:
     envs.replay)."""
-    trajectories, first_steps = inverse_prm.load_learner_trajectories(run / "iter1" / "rollouts.jsonl")
+    records = [json.loads(line) for line in (run / "iter1" / "rollouts.jsonl").read_text().splitlines() if line.strip()]
+    trajectories, first_steps = inverse_prm.learner_trajectories(records)
     where = {}  # state (its messages' JSON) -> the first (trajectory, step) that reached it
     for traj, t0 in zip(trajectories, first_steps):
         for t in range(t0, len(traj.steps)):

@@ -258,9 +258,9 @@ def test_sample_thoughts_returns_g_per_prompt(agent):
 
 
 def test_token_f1():
-    assert action_prm.token_f1("Mugs are often in cabinets", "mugs are often in cabinets.") == 1.0
-    assert action_prm.token_f1("mugs cabinets", "mugs are in cabinets") == pytest.approx(2 * 1 * 0.5 / 1.5)
-    assert action_prm.token_f1("", "x") == 0.0 and action_prm.token_f1("a", "b") == 0.0
+    assert common.token_f1("Mugs are often in cabinets", "mugs are often in cabinets.") == 1.0
+    assert common.token_f1("mugs cabinets", "mugs are in cabinets") == pytest.approx(2 * 1 * 0.5 / 1.5)
+    assert common.token_f1("", "x") == 0.0 and common.token_f1("a", "b") == 0.0
 
 
 # ── bad input ────────────────────────────────────────────────────────────────────────────────────────────

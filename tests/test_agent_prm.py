@@ -223,7 +223,7 @@ def test_prm_reports_the_mean_target_constant_beside_its_heldout_loss(tiny_folde
     dataset = agent_prm.build_prm_dataset(trajs, q_targets, history_window=2)
     args = agent_prm.Args(prm_epochs=6.0, prm_lr=0.05, prm_batch_size=4, prm_holdout=0.15, batch_size=8, seed=0)
     metrics = agent_prm.train_prm(agent, dataset, args, desc="test")
-    train, held_out = agent_prm.split_by_game(dataset, args.prm_holdout, args.seed)
+    train, held_out = common.split_by_game(dataset, args.prm_holdout, args.seed)
     p = sum(e.target for e in train) / len(train)
     by_hand = -sum(e.target * math.log(p) + (1 - e.target) * math.log(1 - p) for e in held_out) / len(held_out)
     assert metrics["prm_heldout_loss_constant"] == pytest.approx(by_hand, rel=1e-5)

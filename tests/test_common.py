@@ -320,6 +320,52 @@ def test_run_dir_resume_and_atomic_files(tmp_path):
     assert not list((tmp_path / "r").glob("*.tmp"))
 
 
+def test_run_dir_stage_computes_once_then_loads(tmp_path):
+    """run.stage: the first call computes, saves the result (and the adapter) and marks the stage done; a second
+    call — a resumed run with the same folder — loads instead of computing, and returns the same saved numbers."""
+    @dataclasses.dataclass
+    class A:
+        x: int = 1
+
+    class Agent:  # what run.stage touches of an AgentModel
+        def __init__(self):
+            self.calls = []
+
+        def save_role(self, role, path):
+            self.calls.append(("save", role, path.name))
+            path.mkdir(parents=True)
+
+        def add_role(self, role, head=False, fresh=False):
+            self.calls.append(("add", role, head, fresh))
+
+        def load_role(self, role, path):
+            self.calls.append(("load", role, path.name))
+
+    computed = []
+
+    def train():
+        computed.append(1)
+        return {"loss": 0.25}
+
+    agent = Agent()
+    run = common.RunDir("algo", "env", 0, str(tmp_path / "r"), A())
+    stage2 = run.stage("iter1/stage2", train, save_as="iter1_metrics.json", adapter=(agent, "prm", "prm"), fresh=True)
+    assert stage2 == {"loss": 0.25} and computed == [1] and agent.calls == [("save", "prm", "prm")]
+    assert run.done("iter1/stage2") and run.read_json("iter1_metrics.json") == {"loss": 0.25}
+
+    resumed = common.RunDir("algo", "env", 0, str(tmp_path / "r"), A())
+    again = resumed.stage("iter1/stage2", train, save_as="iter1_metrics.json", adapter=(agent, "prm", "prm"),
+                          fresh=True)
+    assert again == stage2 and computed == [1]  # loaded, not recomputed
+    assert agent.calls[1:] == [("add", "prm", False, True), ("load", "prm", "prm")]  # fresh: re-created, then loaded
+    assert resumed.read_json("stages_done.json") == ["iter1/stage2"]  # the stage names old run folders have
+
+    rollouts = resumed.stage("iter1/stage1", lambda: [{"a": 1}, {"a": 2}], save_as="rollouts.jsonl")  # records
+    assert rollouts == [{"a": 1}, {"a": 2}] == resumed.stage("iter1/stage1", lambda: 1 / 0, save_as="rollouts.jsonl")
+    assert resumed.stage("base", lambda: computed.append(2)) is None and resumed.done("base") and computed == [1, 2]
+    assert resumed.stage("base", lambda: computed.append(3)) is None and computed == [1, 2]
+
+
 def test_prefix_shared_scoring_equals_plain_scoring(tiny):
     model, tokenizer, codec = tiny
     pad = tokenizer.pad_token_id

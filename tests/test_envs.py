@@ -400,3 +400,32 @@ def test_cli_help_expert_and_play(tmp_path):
     assert exported.returncode == 0 and len(out.read_text().splitlines()) == 4
     bad = _run("--seed", "x")
     assert bad.returncode == 2 and "invalid int value" in bad.stderr
+
+
+def test_resample_unseen_moves_only_what_the_agent_has_not_seen_and_follows_the_priors():
+    env = envs.make("household-compact", "train", 5)
+    env.reset()
+    for _ in range(3):  # the expert looks into a few receptacles first
+        env.step(env.expert_action()[1])
+    seen = set(env.known)
+    assert seen and len(seen) < len(env.receptacles)
+    moved = 0
+    for i in range(50):
+        world = env.resample_unseen(random.Random(i))
+        world.check_invariants()
+        for recep in seen:  # what the agent has looked into stays exactly as it is
+            assert world.contents[recep] == env.contents[recep]
+        assert world.observation == env.observation and world.known == env.known and world.steps == env.steps
+        for name, obj in world.objects.items():
+            if obj.location != env.objects[name].location:
+                moved += 1
+                assert obj.location not in seen and env.objects[name].location not in seen
+                prior = dict(envs.PRIORS[obj.type]) if obj.type != "desklamp" else dict.fromkeys(envs.LAMP_HOSTS, 1)
+                assert prior.get(world.rtype[obj.location], 0) > 0  # only where its prior lets it be
+    assert moved > 0  # with 50 draws, something unseen moved
+    assert env.resample_unseen(random.Random(7)).contents == env.resample_unseen(random.Random(7)).contents
+    fresh = envs.make("household-compact", "train", 5)
+    fresh.reset()  # nothing seen yet: every object may move, the game itself is untouched
+    before = {n: o.location for n, o in fresh.objects.items()}
+    fresh.resample_unseen(random.Random(0))
+    assert {n: o.location for n, o in fresh.objects.items()} == before

@@ -90,3 +90,54 @@ def test_prm_check_counts_the_pairs_the_prm_orders_as_q_mu_does(monkeypatch):
         counts = oracle_ladder.prm_against_oracle(Agent(), args, states, score, n_states=8)
         assert counts["states"] == 8 and counts["separated"] == 8 and counts[key] == 8 and counts["prm_tie"] == 0
         assert counts["same_dpo_pair"] == (8 if sign == 1 else 0) and counts["dpo_pairs_oracle"] == 8
+
+
+def test_hidden_worlds_value_an_action_by_its_mean_over_copies_with_the_unseen_objects_moved():
+    env = envs.make("household-compact", "train", 3)
+    env.reset()
+    assert oracle_ladder.hidden_worlds(env, 0) == [env]  # 0: the true game, which sees where everything is
+    worlds = oracle_ladder.hidden_worlds(env, 6)
+    again = oracle_ladder.hidden_worlds(env, 6)
+    assert [w.contents for w in worlds] == [w.contents for w in again]  # seeded by the state: reproducible
+    samples = [[common.Sample(f"REASON: r\nACTION: {a}", [1], True) for a in env.admissible_commands[:4]]]
+    q = oracle_ladder.oracle_scores([env], samples, GAMMA, invalid_penalty=1.0, worlds=6)
+    for s, value in zip(samples[0], q[0]):
+        action = envs.parse_response(s.text).action
+        assert value == pytest.approx(sum(oracle_ladder.oracle_q(w, action, GAMMA) for w in worlds) / 6)
+
+
+def test_deviation_census_counts_the_actions_that_are_not_the_experts_by_kind():
+    args = agent_prm.Args(env="household-compact", sft_demos=0, model="smollm2-135m", eval_games=2, gamma=GAMMA)
+    expert_games = envs.rollout([envs.make("household-compact", "eval_in_distribution", s) for s in range(2)],
+                                envs.expert_policy)
+    c = oracle_ladder.deviation_census(expert_games, args, "eval_in_distribution", worlds=0)
+    assert c["won"]["episodes"] == 2 and c["won"]["not_expert"] == 0 and c["lost"]["episodes"] == 0
+    assert c["states"] == sum(len(t.steps) for t in expert_games)
+
+    def stubborn(prompts, live_envs):  # the expert's first action, then one the game cannot do, for ever
+        return [envs.format_response("r", env.expert_action()[1] if env.steps == 0 else "take moon 1 from sky 1")
+                for env in live_envs]
+
+    lost = envs.rollout([envs.make("household-compact", "eval_in_distribution", 0, max_steps=4)], stubborn)
+    args.max_steps, args.eval_games = 4, 1
+    c = oracle_ladder.deviation_census(lost, args, "eval_in_distribution", worlds=0)
+    assert c["lost"] == {"episodes": 1, "actions": 4, "not_expert": 3, "not_expert_inadmissible": 3}
+
+
+def test_stage3_oracle_can_keep_only_the_states_where_an_inadmissible_action_was_taken():
+    args = agent_prm.Args(env="household-compact", sft_demos=0, model="smollm2-135m", first_task=5, train_tasks=1,
+                          gamma=GAMMA)
+
+    def clumsy(prompts, live_envs):  # an impossible action at step 1, the expert's otherwise
+        return [envs.format_response("r", "take moon 1 from sky 1" if env.steps == 1 else env.expert_action()[1])
+                for env in live_envs]
+
+    episodes = envs.rollout([envs.make("household-compact", "train", 5)], clumsy)
+    everything, _ = oracle_ladder.stage3_oracle(args, episodes)
+    only, score = oracle_ladder.stage3_oracle(args, episodes, inadmissible_only=True)
+    assert len(everything) == len(episodes[0].steps) and len(only) == 1
+    assert only[0] == envs.trajectory_messages(episodes[0], 1, args.history_window)
+    expert_here = episodes[0].steps[2].action  # after the wasted turn the state is the same: the expert's action
+    q = score(only, [[common.Sample(f"REASON: r\nACTION: {expert_here}", [1], True),
+                      common.Sample("REASON: r\nACTION: take moon 1 from sky 1", [2], True)]])
+    assert q[0][0] > q[0][1]  # Q^μ prefers the expert's action to the impossible one

@@ -1,4 +1,4 @@
-"""The real engines behind the registry: ALFWorld and TextWorld (optional packages; their tests skip without them).
+"""The real engines behind the registry (real_envs.py): ALFWorld and TextWorld (optional; their tests skip without).
 
 ALFWorld's games come from a download that needs the internet, so the project ships six small ALFWorld problems
 of its own (tests/data/alfworld: an initial-state PDDL and a traj_data.json per task type) and turns them into
@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import envs
+import real_envs
 
 ROOT = Path(__file__).resolve().parent.parent
 ALFWORLD_PROBLEMS = ROOT / "tests" / "data" / "alfworld" / "json_2.1.1"
@@ -96,9 +97,25 @@ def _random_rollouts(game_envs, episodes: int):
 
 
 def test_importing_envs_does_not_import_the_engines():
-    code = ("import sys, envs; loaded = [m for m in sys.modules if m.split('.')[0] in ('alfworld', 'textworld')]; "
+    code = ("import sys, envs; loaded = [m for m in sys.modules if m.split('.')[0] in "
+            "('alfworld', 'textworld', 'real_envs')]; "
             "assert not loaded, loaded; assert {'alfworld', 'textworld'} <= set(envs.ENV_REGISTRY)")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_registry_entries_of_the_real_engines_act_like_their_classes():
+    # the scripts ask the registry entry whether demonstrations exist (hasattr(entry, "expert_action")) and how long
+    # an episode is (default_max_steps): the lazy entries answer as the adapter classes do, without the engines
+    code = ("import sys, envs\n"
+            "for name in ('alfworld', 'textworld'):\n"
+            "    assert hasattr(envs.ENV_REGISTRY[name], 'expert_action') and envs.default_max_steps(name) == 30\n"
+            "assert 'real_envs' in sys.modules\n"
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('alfworld', 'textworld')]")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+    assert envs.ENV_REGISTRY["alfworld"].resolve() is real_envs.AlfworldEnv
+    assert envs.ENV_REGISTRY["textworld"].resolve() is real_envs.TextWorldEnv
+    assert issubclass(real_envs.AlfworldEnv, real_envs.EngineEnv)
+    assert issubclass(real_envs.TextWorldEnv, real_envs.EngineEnv)
 
 
 # ── ALFWorld ──────────────────────────────────────────────────────────────────────────────────────────
@@ -109,7 +126,7 @@ def test_alfworld_expert_wins_every_shipped_game_and_random_agent_mostly_loses(a
     print(f"\n{'split':<26}{'task type':<24}{'task':<36}{'expert':>8}{'random':>8}")
     random_trajectories, steps, seconds = [], 0, 0.0
     for split in envs.SPLITS:
-        games = envs.alfworld_games(split, alfworld_data)
+        games = real_envs.alfworld_games(split, alfworld_data)
         assert {g.task_type for g in games} == SHIPPED_TASK_TYPES[split]
         game_envs = envs.make_envs("alfworld", split, len(games), data_path=alfworld_data)
         start = time.time()
@@ -132,7 +149,7 @@ def test_alfworld_expert_wins_every_shipped_game_and_random_agent_mostly_loses(a
 @needs_alfworld
 def test_alfworld_speaks_the_protocol(alfworld_data):
     argv, alfworld_data_env = list(sys.argv), os.environ.get("ALFWORLD_DATA")
-    games = envs.alfworld_games("eval_in_distribution", alfworld_data)
+    games = real_envs.alfworld_games("eval_in_distribution", alfworld_data)
     seed = next(i for i, g in enumerate(games) if g.task_type == "pick_and_place")
     env = envs.make("alfworld", "eval_in_distribution", seed, data_path=alfworld_data)
     assert env.game_id == "alfworld/valid_seen/pick_and_place_simple-CellPhone-None-Bed-301/trial_T0001"
@@ -169,7 +186,7 @@ def test_alfworld_speaks_the_protocol(alfworld_data):
 @needs_alfworld
 def test_alfworld_expert_is_reproducible_and_recovers_from_detours(alfworld_data):
     split = "eval_out_of_distribution"
-    seed = next(i for i, g in enumerate(envs.alfworld_games(split, alfworld_data))
+    seed = next(i for i, g in enumerate(real_envs.alfworld_games(split, alfworld_data))
                 if g.task_type == "pick_two_obj_and_place")
     a, b = (envs.make("alfworld", split, seed, data_path=alfworld_data) for _ in range(2))
     first, second = envs.rollout([a, b], envs.expert_policy)
@@ -223,7 +240,7 @@ def test_alfworld_listing_follows_alfworlds_own_filter(tmp_path):
                "pick_and_place_with_movable_recep")
     _fake_game(tmp_path, "valid_unseen/pick_clean_then_place_in_recep-AppleSliced-None-Fridge-1/t",
                "pick_clean_then_place_in_recep")
-    games = envs.alfworld_games("eval_out_of_distribution", str(tmp_path))
+    games = real_envs.alfworld_games("eval_out_of_distribution", str(tmp_path))
     assert [g.game_id for g in games] == [
         "alfworld/valid_unseen/pick_and_place_simple-Mug-None-Cabinet-1/trial_a",
         "alfworld/valid_unseen/pick_and_place_simple-Mug-None-Cabinet-1/trial_b"]
@@ -364,7 +381,7 @@ def test_textworld_options_are_checked_before_anything_is_generated(tmp_path, mo
         envs.make("textworld", "train", -1, cache_dir=str(tmp_path))
     assert list(tmp_path.iterdir()) == []
     monkeypatch.setenv("PRM_AGENTS_CACHE", str(tmp_path))
-    assert envs.textworld_cache_dir() == str(tmp_path / "textworld")
+    assert real_envs.textworld_cache_dir() == str(tmp_path / "textworld")
 
 
 # ── all engines in one batch ──────────────────────────────────────────────────────────────────────────

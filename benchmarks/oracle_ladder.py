@@ -12,6 +12,8 @@ the lucky search. --hidden-worlds M values each action by its mean over M copies
 objects placed anew by their priors (HouseholdEnv.resample_unseen): the value of what the agent has observed,
 which is what a PRM trained on many games can at best learn. --census tells what there is to learn: where each
 row's episodes leave the expert, and at how many of its states the expert itself is below the oracle's best action.
+--relabel-sft E is a control on the policy's side: π0 fine-tuned by SFT on the expert's response at each of Stage 3's
+states (DAgger's relabelling): what direct supervision at the same states gives, against what Stage 3 gives.
 
     python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 1 2 4 8 16         # BoN(π0, Q^μ) curve
     python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 0 --dpo-lr 1e-4 3e-4  # Stage 3 vs Q^μ, lr sweep
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import random
 import sys
 from collections import defaultdict
@@ -143,6 +146,26 @@ def stage3_oracle(args: agent_prm.Args, trajectories: Sequence[envs.Trajectory],
     return states, score
 
 
+def expert_relabelled(args: agent_prm.Args, trajectories: Sequence[envs.Trajectory],
+                      states: Sequence[list[dict]]) -> list[tuple[list[dict], str]]:
+    """(prompt, the expert's response there) at each of Stage 3's states: DAgger's relabelling of π0's own states,
+    for SFT. Each state's game is replayed as stage3_oracle does."""
+    where: dict[str, tuple[envs.Trajectory, int]] = {}
+    for traj in trajectories:
+        for t in range(len(traj.steps)):
+            messages = envs.trajectory_messages(traj, t, args.history_window, history_reasons=args.history_reasons)
+            where.setdefault(json.dumps(messages), (traj, t))
+    seed_of = envs.game_seeds(args.env, "train", range(args.first_task, args.first_task + args.train_tasks),
+                              max_steps=args.max_steps)
+    examples = []
+    for messages in states:
+        traj, t = where[json.dumps(messages)]
+        env = envs.make(args.env, "train", seed_of[traj.game_id], max_steps=args.max_steps)
+        envs.replay(env, traj, t)
+        examples.append((messages, envs.format_response(*env.expert_action())))
+    return examples
+
+
 def prm_against_oracle(agent: common.AgentModel, args: agent_prm.Args, states: Sequence[list[dict]], score,
                        n_states: int) -> dict:
     """Where a learned PRM departs from Q^μ: at n of Stage 3's states, π0's two samples (as Stage 3 draws them)
@@ -226,12 +249,16 @@ def main(argv: Sequence[str] | None = None) -> None:
                              "with the unseen objects placed anew by their priors (the value of what was observed)")
     parser.add_argument("--dpo-states", choices=["all", "inadmissible"], default="all",
                         help="Stage 3's prompt states: all of D, or only those where π0 took an inadmissible action")
+    parser.add_argument("--relabel-sft", type=float, default=0, metavar="EPOCHS",
+                        help="a control: π0 fine-tuned by SFT (LoRA, --sft-lr) on the expert's responses at Stage 3's "
+                             "states (DAgger's relabelling) for EPOCHS epochs; 0: none")
     parser.add_argument("--census", action="store_true",
                         help="where each row's episodes (validation split) leave the expert, where the expert is "
                              "below Q^μ, and how many Stage-1 states saw an inadmissible action")
     parser.add_argument("--out", default=None, help="output folder (default: RUN/oracle_ladder)")
     cli = parser.parse_args(argv)
-    if (cli.dpo_lr is not None or cli.prm_check) and not (cli.run / "iter1" / "rollouts.jsonl").exists():
+    needs_stage1 = cli.dpo_lr is not None or cli.prm_check or cli.relabel_sft
+    if needs_stage1 and not (cli.run / "iter1" / "rollouts.jsonl").exists():
         sys.exit(f"error: {cli.run} has no iter1/rollouts.jsonl: Stage 3 and --prm-check need agent_prm.py's Stage 1")
     if any(n < 0 for n in cli.bon_n) or (cli.dpo_steps is not None and cli.dpo_steps < 1) or \
             (cli.eval_games is not None and cli.eval_games < 1) or any(lr <= 0 for lr in cli.dpo_lr or []) or \
@@ -239,9 +266,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             (cli.dpo_temperature is not None and cli.dpo_temperature <= 0) or \
             (cli.dpo_samples is not None and cli.dpo_samples < 2) or \
             (cli.dpo_prompts is not None and cli.dpo_prompts < 1) or \
-            cli.hidden_worlds < 0:
+            cli.hidden_worlds < 0 or cli.relabel_sft < 0:
         sys.exit("error: --bon-n must be ≥ 0, --dpo-steps, --dpo-prompts and --eval-games ≥ 1, "
-                 "--dpo-samples ≥ 2, --hidden-worlds ≥ 0, --dpo-lr, --dpo-beta and --dpo-temperature > 0")
+                 "--dpo-samples ≥ 2, --hidden-worlds and --relabel-sft ≥ 0, --dpo-lr, --dpo-beta and "
+                 "--dpo-temperature > 0")
     args, agent = load_run(cli.run)
     if not hasattr(envs.make(args.env, "train", args.first_task, max_steps=args.max_steps), "expert_action"):
         sys.exit(f"error: {args.env} has no expert: Q^μ needs one")
@@ -277,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         name = f"BoN(π0,{oracle}) N={n}"
         rows.append((name, common.evaluate_row(agent, out, args, name, make_policy=bon)))
 
-    if cli.prm_check or cli.dpo_lr is not None:
+    if needs_stage1:
         with open(cli.run / "iter1" / "rollouts.jsonl", encoding="utf-8") as f:  # Stage 1 of the run: D's states
             trajectories = [envs.Trajectory.from_json(json.loads(line)) for line in f]
         states, score = stage3_oracle(args, trajectories, cli.hidden_worlds, cli.dpo_states == "inadmissible")
@@ -319,6 +347,29 @@ def main(argv: Sequence[str] | None = None) -> None:
             common.set_seed(args.seed)
             name = f"π1 vs {oracle} ({tag})"
             rows.append((name, common.evaluate_row(agent, out, args, name)))
+
+    # ── a control on the policy's side: SFT on the expert's responses at D's states (DAgger's relabelling) ──
+    if cli.relabel_sft:
+        tag = f"relabel_sft{cli.relabel_sft:g}" + ("_inadmissible" if cli.dpo_states == "inadmissible" else "")
+        if (out.path / "policy_pi0").exists():  # Stage 3 rows above left a π1 in the policy adapter
+            agent.load_role("policy", out.path / "policy_pi0")
+        agent.add_role("relabel", copy_from="policy")  # π0's adapter, fine-tuned below
+
+        def relabel_sft() -> dict:
+            examples = expert_relabelled(args, trajectories, states)
+            with agent.role("relabel"):
+                result = common.sft(agent.peft, agent.codec, agent.trainable_parameters("relabel"), examples,
+                                    cli.relabel_sft, args.sft_lr, args.sft_batch_size, args.seed,
+                                    desc=f"SFT on the expert at Stage 3's states ({tag})")
+            return {"examples": len(examples), **result.metrics}
+
+        common.set_seed(args.seed)
+        fit = out.stage(tag, relabel_sft, save_as=f"{tag}.json", adapter=(agent, "relabel", f"policy_{tag}"))
+        print(f"{tag}: {fit['examples']} states relabelled by the expert, last SFT loss "
+              f"{fit.get('sft_nll', math.nan):.3f}")
+        common.set_seed(args.seed)
+        name = f"π0 + SFT on the expert at D ({tag})"
+        rows.append((name, common.evaluate_row(agent, out, args, name, role="relabel")))
 
     out.write_json("ladder.json", {name: row for name, row in rows})
 

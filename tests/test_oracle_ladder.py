@@ -141,3 +141,21 @@ def test_stage3_oracle_can_keep_only_the_states_where_an_inadmissible_action_was
     q = score(only, [[common.Sample(f"REASON: r\nACTION: {expert_here}", [1], True),
                       common.Sample("REASON: r\nACTION: take moon 1 from sky 1", [2], True)]])
     assert q[0][0] > q[0][1]  # Q^μ prefers the expert's action to the impossible one
+
+
+def test_expert_relabelled_gives_the_experts_response_at_each_state_the_policy_visited():
+    args = agent_prm.Args(env="household-compact", sft_demos=0, model="smollm2-135m", first_task=5, train_tasks=1,
+                          gamma=GAMMA)
+
+    def clumsy(prompts, live_envs):  # an impossible action at step 1, the expert's otherwise
+        return [envs.format_response("r", "take moon 1 from sky 1" if env.steps == 1 else env.expert_action()[1])
+                for env in live_envs]
+
+    episode = envs.rollout([envs.make("household-compact", "train", 5)], clumsy)[0]
+    expert = _expert_episode(5)
+    states, _ = oracle_ladder.stage3_oracle(args, [episode])
+    examples = oracle_ladder.expert_relabelled(args, [episode], states)
+    assert [m for m, _ in examples] == states
+    # the clumsy step's state gets the expert's response (the same as at the next step: a wasted turn changes nothing)
+    assert examples[1][1] == examples[2][1] == expert.steps[1].response
+    assert examples[0][1] == expert.steps[0].response and examples[1][1] != episode.steps[1].response

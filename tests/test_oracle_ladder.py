@@ -21,6 +21,15 @@ def _expert_episode(seed: int) -> envs.Trajectory:
     return envs.rollout([envs.make("household-compact", "train", seed)], envs.expert_policy)[0]
 
 
+def _clumsy_episode(seed: int) -> envs.Trajectory:
+    """The expert's episode with one impossible action at step 1 (a wasted turn)."""
+    def clumsy(prompts, live_envs):
+        return [envs.format_response("r", "take moon 1 from sky 1" if env.steps == 1 else env.expert_action()[1])
+                for env in live_envs]
+
+    return envs.rollout([envs.make("household-compact", "train", seed)], clumsy)[0]
+
+
 def test_q_mu_is_the_discounted_return_of_the_expert_after_the_action():
     episode = _expert_episode(3)
     T = len(episode.steps)
@@ -127,12 +136,7 @@ def test_deviation_census_counts_the_actions_that_are_not_the_experts_by_kind():
 def test_stage3_oracle_can_keep_only_the_states_where_an_inadmissible_action_was_taken():
     args = agent_prm.Args(env="household-compact", sft_demos=0, model="smollm2-135m", first_task=5, train_tasks=1,
                           gamma=GAMMA)
-
-    def clumsy(prompts, live_envs):  # an impossible action at step 1, the expert's otherwise
-        return [envs.format_response("r", "take moon 1 from sky 1" if env.steps == 1 else env.expert_action()[1])
-                for env in live_envs]
-
-    episodes = envs.rollout([envs.make("household-compact", "train", 5)], clumsy)
+    episodes = [_clumsy_episode(5)]
     everything, _ = oracle_ladder.stage3_oracle(args, episodes)
     only, score = oracle_ladder.stage3_oracle(args, episodes, inadmissible_only=True)
     assert len(everything) == len(episodes[0].steps) and len(only) == 1
@@ -146,12 +150,7 @@ def test_stage3_oracle_can_keep_only_the_states_where_an_inadmissible_action_was
 def test_expert_relabelled_gives_the_experts_response_at_each_state_the_policy_visited():
     args = agent_prm.Args(env="household-compact", sft_demos=0, model="smollm2-135m", first_task=5, train_tasks=1,
                           gamma=GAMMA)
-
-    def clumsy(prompts, live_envs):  # an impossible action at step 1, the expert's otherwise
-        return [envs.format_response("r", "take moon 1 from sky 1" if env.steps == 1 else env.expert_action()[1])
-                for env in live_envs]
-
-    episode = envs.rollout([envs.make("household-compact", "train", 5)], clumsy)[0]
+    episode = _clumsy_episode(5)
     expert = _expert_episode(5)
     states, _ = oracle_ladder.stage3_oracle(args, [episode])
     examples = oracle_ladder.expert_relabelled(args, [episode], states)

@@ -36,7 +36,7 @@ import random
 import sys
 from collections import defaultdict
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -110,8 +110,8 @@ def stage3_oracle(args: agent_prm.Args, trajectories: Sequence[envs.Trajectory],
                   inadmissible_only: bool = False):
     """Stage 3's states s ~ D (agent_prm.dpo_prompt_states of the Stage-1 rollouts; with inadmissible_only, only
     those at which π0 took an action the game cannot do) and a score function (prompts, samples) -> Q^μ [P][K] for
-    agent_prm.online_dpo (prm_replaced_by): each prompt's game is rebuilt and replayed to the state (envs.replay)
-    the first time it is asked, then kept."""
+    agent_prm.online_dpo (prm_replaced_by), and env_at(prompt) -> its game replayed to that state (envs.replay) the
+    first time it is asked, then kept."""
     where: dict[str, tuple[envs.Trajectory, int]] = {}  # a state's messages (JSON) -> the first (episode, t) there
     inadmissible: set[str] = set()  # the states' messages (JSON) at which π0 took an inadmissible action
     for traj in trajectories:
@@ -143,27 +143,14 @@ def stage3_oracle(args: agent_prm.Args, trajectories: Sequence[envs.Trajectory],
     states = agent_prm.dpo_prompt_states(trajectories, args.history_window, args.history_reasons)
     if inadmissible_only:
         states = [m for m in states if json.dumps(m) in inadmissible]
-    return states, score
+    return states, score, env_at
 
 
-def expert_relabelled(args: agent_prm.Args, trajectories: Sequence[envs.Trajectory],
+def expert_relabelled(env_at: Callable[[list[dict]], envs.TextEnv],
                       states: Sequence[list[dict]]) -> list[tuple[list[dict], str]]:
-    """(prompt, the expert's response there) at each of Stage 3's states: DAgger's relabelling of π0's own states,
-    for SFT. Each state's game is replayed as stage3_oracle does."""
-    where: dict[str, tuple[envs.Trajectory, int]] = {}
-    for traj in trajectories:
-        for t in range(len(traj.steps)):
-            messages = envs.trajectory_messages(traj, t, args.history_window, history_reasons=args.history_reasons)
-            where.setdefault(json.dumps(messages), (traj, t))
-    seed_of = envs.game_seeds(args.env, "train", range(args.first_task, args.first_task + args.train_tasks),
-                              max_steps=args.max_steps)
-    examples = []
-    for messages in states:
-        traj, t = where[json.dumps(messages)]
-        env = envs.make(args.env, "train", seed_of[traj.game_id], max_steps=args.max_steps)
-        envs.replay(env, traj, t)
-        examples.append((messages, envs.format_response(*env.expert_action())))
-    return examples
+    """(prompt, the expert's response there) at each of Stage 3's states (env_at of stage3_oracle): DAgger's
+    relabelling of π0's own states, for SFT."""
+    return [(messages, envs.format_response(*env_at(messages).expert_action())) for messages in states]
 
 
 def prm_against_oracle(agent: common.AgentModel, args: agent_prm.Args, states: Sequence[list[dict]], score,
@@ -305,10 +292,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         name = f"BoN(π0,{oracle}) N={n}"
         rows.append((name, common.evaluate_row(agent, out, args, name, make_policy=bon)))
 
+    rollouts = cli.run / "iter1" / "rollouts.jsonl"  # Stage 1 of the run: D's states (needs_stage1: it exists)
+    trajectories = [envs.Trajectory.from_json(json.loads(line))
+                    for line in rollouts.read_text(encoding="utf-8").splitlines()] if rollouts.exists() else []
     if needs_stage1:
-        with open(cli.run / "iter1" / "rollouts.jsonl", encoding="utf-8") as f:  # Stage 1 of the run: D's states
-            trajectories = [envs.Trajectory.from_json(json.loads(line)) for line in f]
-        states, score = stage3_oracle(args, trajectories, cli.hidden_worlds, cli.dpo_states == "inadmissible")
+        states, score, env_at = stage3_oracle(args, trajectories, cli.hidden_worlds, cli.dpo_states == "inadmissible")
 
     # ── where the learned PRM departs from Q^μ: their preferences between π0's two samples ──
     if cli.prm_check:
@@ -356,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         agent.add_role("relabel", copy_from="policy")  # π0's adapter, fine-tuned below
 
         def relabel_sft() -> dict:
-            examples = expert_relabelled(args, trajectories, states)
+            examples = expert_relabelled(env_at, states)
             with agent.role("relabel"):
                 result = common.sft(agent.peft, agent.codec, agent.trainable_parameters("relabel"), examples,
                                     cli.relabel_sft, args.sft_lr, args.sft_batch_size, args.seed,
@@ -390,16 +378,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"{name}: the expert's own action is below {oracle}'s best at {c['expert_below_best']} of "
                   f"{c['states']} states")
         out.write_json(f"census_W{cli.hidden_worlds}.json", census)
-        rollouts = cli.run / "iter1" / "rollouts.jsonl"  # D: the states Stage 3 trains at (if Stage 1 ran)
-        stage1 = [envs.Trajectory.from_json(json.loads(line))
-                  for line in rollouts.read_text(encoding="utf-8").splitlines()] if rollouts.exists() else []
-        inadmissible: dict[str, bool] = {}  # a distinct state (agent_prm.state_action_keys) -> an inadmissible action
-        for traj in stage1:
-            for (state, _), step in zip(agent_prm.state_action_keys(traj), traj.steps):
-                inadmissible[state] = inadmissible.get(state, False) or step.action not in step.admissible
-        if stage1:
-            print(f"Stage 1: π0 took an inadmissible action at {sum(inadmissible.values())} of the "
-                  f"{len(inadmissible)} distinct states Stage 3 draws from")
+        if trajectories:  # D: the states Stage 3 trains at (--dpo-states picks all or the inadmissible ones)
+            every = stage3_oracle(args, trajectories)[0]
+            flagged = stage3_oracle(args, trajectories, inadmissible_only=True)[0]
+            print(f"Stage 1: π0 took an inadmissible action at {len(flagged)} of the {len(every)} distinct states "
+                  f"Stage 3 draws from")
     for split in args.eval_splits:
         print(f"\nOracle ladder on {args.env} / {split} ({args.eval_games} games, max {args.max_steps} actions)")
         print(common.format_table([(name, row[split]) for name, row in rows]))

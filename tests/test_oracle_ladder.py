@@ -61,7 +61,7 @@ def test_stage3_oracle_scores_each_prompt_at_its_own_replayed_state():
     args = agent_prm.Args(env="household-compact", sft_demos=0, model="smollm2-135m", first_task=5, train_tasks=2,
                           gamma=GAMMA)
     episodes = [_expert_episode(5), _expert_episode(6)]
-    states, score = oracle_ladder.stage3_oracle(args, episodes)
+    states, score, _ = oracle_ladder.stage3_oracle(args, episodes)
     assert len(states) == sum(len(e.steps) for e in episodes)  # expert episodes never revisit a state
     for episode in episodes:
         T = len(episode.steps)
@@ -76,7 +76,7 @@ def test_prm_check_counts_the_pairs_the_prm_orders_as_q_mu_does(monkeypatch):
     first. A PRM that agrees with Q^μ orders every pair the same way; one that negates it reverses every pair."""
     args = agent_prm.Args(env="household-compact", sft_demos=0, model="smollm2-135m", first_task=5, train_tasks=2,
                           gamma=GAMMA, seed=0)
-    states, score = oracle_ladder.stage3_oracle(args, [_expert_episode(5), _expert_episode(6)])
+    states, score, _ = oracle_ladder.stage3_oracle(args, [_expert_episode(5), _expert_episode(6)])
 
     def q_mu(prompt, action):
         return score([prompt], [[common.Sample(f"ACTION: {action}", [0], True)]])[0][0]
@@ -137,8 +137,8 @@ def test_stage3_oracle_can_keep_only_the_states_where_an_inadmissible_action_was
     args = agent_prm.Args(env="household-compact", sft_demos=0, model="smollm2-135m", first_task=5, train_tasks=1,
                           gamma=GAMMA)
     episodes = [_clumsy_episode(5)]
-    everything, _ = oracle_ladder.stage3_oracle(args, episodes)
-    only, score = oracle_ladder.stage3_oracle(args, episodes, inadmissible_only=True)
+    everything = oracle_ladder.stage3_oracle(args, episodes)[0]
+    only, score, _ = oracle_ladder.stage3_oracle(args, episodes, inadmissible_only=True)
     assert len(everything) == len(episodes[0].steps) and len(only) == 1
     assert only[0] == envs.trajectory_messages(episodes[0], 1, args.history_window)
     expert_here = episodes[0].steps[2].action  # after the wasted turn the state is the same: the expert's action
@@ -152,8 +152,8 @@ def test_expert_relabelled_gives_the_experts_response_at_each_state_the_policy_v
                           gamma=GAMMA)
     episode = _clumsy_episode(5)
     expert = _expert_episode(5)
-    states, _ = oracle_ladder.stage3_oracle(args, [episode])
-    examples = oracle_ladder.expert_relabelled(args, [episode], states)
+    states, _, env_at = oracle_ladder.stage3_oracle(args, [episode])
+    examples = oracle_ladder.expert_relabelled(env_at, states)
     assert [m for m, _ in examples] == states
     # the clumsy step's state gets the expert's response (the same as at the next step: a wasted turn changes nothing)
     assert examples[1][1] == examples[2][1] == expert.steps[1].response

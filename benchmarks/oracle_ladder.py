@@ -14,21 +14,26 @@ which is what a PRM trained on many games can at best learn. --census tells what
 row's episodes leave the expert, and at how many of its states the expert itself is below the oracle's best action.
 --relabel-sft E is a control on the policy's side: π0 fine-tuned by SFT on the expert's response at each of Stage 3's
 states (DAgger's relabelling): what direct supervision at the same states gives, against what Stage 3 gives.
+--policy-weights all trains every weight of π0 in Stage 3 and in --relabel-sft (the official code fine-tunes all of
+the policy's weights) instead of the LoRA adapter that agent_prm.py trains; the reference stays π0, frozen.
 
     python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 1 2 4 8 16         # BoN(π0, Q^μ) curve
     python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 0 --dpo-lr 1e-4 3e-4  # Stage 3 vs Q^μ, lr sweep
     python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 0 --prm-check 400     # the run's Q0 vs Q^μ
     python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 4 16 --hidden-worlds 16 --census
+    python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 0 --dpo-lr 3e-5 --policy-weights all
 
 RUN is an agent_prm.py run (its π0; Stage 3 and --prm-check need its Stage 1, iter1/rollouts.jsonl); its
 settings (args.json) are the ladder's, and the flags below replace some of them. Writes RUN/oracle_ladder/:
-evals.json and the episodes of every row (Best-of-N steps carry every candidate's Q^μ), one policy adapter per
-learning rate, metrics.jsonl, ladder.json (the rows as printed), census_W<M>.json. Re-running skips what is done.
+evals.json and the episodes of every row (Best-of-N steps carry every candidate's Q^μ), one policy per learning
+rate (an adapter folder; weights.pt with --policy-weights all), metrics.jsonl, ladder.json (the rows as printed),
+census_W<M>.json. Re-running skips what is done.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -37,6 +42,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Sequence
+
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -146,6 +153,54 @@ def stage3_oracle(args: agent_prm.Args, trajectories: Sequence[envs.Trajectory],
     return states, score, env_at
 
 
+class AllWeights:
+    """π0 with every weight trainable, in the shape of a common.AgentModel for agent_prm.online_dpo, common.sft and
+    common.evaluate_row: its "policy" role is a copy of the agent's π0 whose weights all train (the official code's
+    full fine-tuning; the copy's LoRA adapter is π0's and stays as it is), its "reference" role the agent's π0,
+    frozen (the KL anchor of Eq. 3). The two models share nothing, so the reference does not move; two full copies
+    and the optimizer's state for every weight: a check for small models, not a recipe for a 3B one on 24 GB."""
+
+    def __init__(self, agent: common.AgentModel):
+        self.reference, self.policy = agent, copy.deepcopy(agent)
+        self.codec, self.tokenizer, self._active = agent.codec, agent.tokenizer, "policy"
+
+    @property
+    def peft(self):
+        return self.reference.peft if self._active == "reference" else self.policy.peft
+
+    @contextlib.contextmanager
+    def role(self, name: str):
+        previous, self._active = self._active, name
+        try:
+            with (self.reference if name == "reference" else self.policy).role("policy"):
+                yield self
+        finally:
+            self._active = previous
+
+    def weights(self) -> dict[str, torch.nn.Parameter]:
+        """The policy's own weights (not its LoRA adapter): what is trained and saved."""
+        return {n: p for n, p in self.policy.peft.named_parameters() if "lora_" not in n}
+
+    def trainable_parameters(self, name: str) -> list[torch.nn.Parameter]:
+        assert name == "policy", name
+        params = list(self.weights().values())
+        for p in params:
+            p.requires_grad_(True)
+        return params
+
+    def save_role(self, name: str, path: str | Path) -> None:  # AgentModel's signature, for RunDir.stage
+        assert name == "policy", name
+        Path(path).mkdir(parents=True, exist_ok=True)
+        torch.save({n: p.detach().cpu() for n, p in self.weights().items()}, Path(path) / "weights.pt")
+
+    def load_role(self, name: str, path: str | Path) -> None:
+        assert name == "policy", name
+        saved = torch.load(Path(path) / "weights.pt", map_location="cpu")
+        with torch.no_grad():
+            for n, p in self.weights().items():
+                p.copy_(saved[n])
+
+
 def expert_relabelled(env_at: Callable[[list[dict]], envs.TextEnv],
                       states: Sequence[list[dict]]) -> list[tuple[list[dict], str]]:
     """(prompt, the expert's response there) at each of Stage 3's states (env_at of stage3_oracle): DAgger's
@@ -237,8 +292,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--dpo-states", choices=["all", "inadmissible"], default="all",
                         help="Stage 3's prompt states: all of D, or only those where π0 took an inadmissible action")
     parser.add_argument("--relabel-sft", type=float, default=0, metavar="EPOCHS",
-                        help="a control: π0 fine-tuned by SFT (LoRA, --sft-lr) on the expert's responses at Stage 3's "
-                             "states (DAgger's relabelling) for EPOCHS epochs; 0: none")
+                        help="a control: π0 fine-tuned by SFT (--policy-weights, --sft-lr) on the expert's responses at "
+                             "Stage 3's states (DAgger's relabelling) for EPOCHS epochs; 0: none")
+    parser.add_argument("--sft-lr", type=float, default=None,
+                        help="learning rate of --relabel-sft (default: the run's --sft-lr)")
+    parser.add_argument("--policy-weights", choices=["lora", "all"], default="lora",
+                        help="what Stage 3 and --relabel-sft train: the policy's LoRA adapter (as agent_prm.py), or "
+                             "all of π0's weights (the official code's full fine-tuning; reference: π0, frozen)")
     parser.add_argument("--census", action="store_true",
                         help="where each row's episodes (validation split) leave the expert, where the expert is "
                              "below Q^μ, and how many Stage-1 states saw an inadmissible action")
@@ -252,11 +312,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             (cli.dpo_beta is not None and cli.dpo_beta <= 0) or \
             (cli.dpo_temperature is not None and cli.dpo_temperature <= 0) or \
             (cli.dpo_samples is not None and cli.dpo_samples < 2) or \
-            (cli.dpo_prompts is not None and cli.dpo_prompts < 1) or \
+            (cli.dpo_prompts is not None and cli.dpo_prompts < 1) or (cli.sft_lr is not None and cli.sft_lr <= 0) or \
             cli.hidden_worlds < 0 or cli.relabel_sft < 0:
         sys.exit("error: --bon-n must be ≥ 0, --dpo-steps, --dpo-prompts and --eval-games ≥ 1, "
-                 "--dpo-samples ≥ 2, --hidden-worlds and --relabel-sft ≥ 0, --dpo-lr, --dpo-beta and "
-                 "--dpo-temperature > 0")
+                 "--dpo-samples ≥ 2, --hidden-worlds and --relabel-sft ≥ 0, --dpo-lr, --dpo-beta, "
+                 "--dpo-temperature and --sft-lr > 0")
     args, agent = load_run(cli.run)
     if not hasattr(envs.make(args.env, "train", args.first_task, max_steps=args.max_steps), "expert_action"):
         sys.exit(f"error: {args.env} has no expert: Q^μ needs one")
@@ -267,12 +327,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                                                               ("P", cli.dpo_prompts), ("W", cli.hidden_worlds or None))
                       if value is not None)  # in the names of the Stage-3 rows and folders
     variant += "_inadmissible" if cli.dpo_states == "inadmissible" else ""
+    variant += "_all_weights" if cli.policy_weights == "all" else ""
     args.dpo_steps = cli.dpo_steps or args.dpo_steps
     args.dpo_beta = args.dpo_beta if cli.dpo_beta is None else cli.dpo_beta
     args.dpo_temperature = args.dpo_temperature if cli.dpo_temperature is None else cli.dpo_temperature
     args.dpo_samples = cli.dpo_samples or args.dpo_samples
     args.dpo_prompts = cli.dpo_prompts or args.dpo_prompts
     args.eval_games = cli.eval_games or args.eval_games
+    args.sft_lr = cli.sft_lr or args.sft_lr
     args.eval_splits = cli.eval_splits or args.eval_splits
     out = common.RunDir("oracle_ladder", args.env, args.seed, cli.out or str(cli.run / "oracle_ladder"), args)
     rows: list[tuple[str, dict]] = []
@@ -322,42 +384,49 @@ def main(argv: Sequence[str] | None = None) -> None:
         for lr in cli.dpo_lr or [args.dpo_lr]:
             args.dpo_lr, tag = lr, f"lr{lr:g}{variant}"
             agent.load_role("policy", out.path / "policy_pi0")
+            learner = AllWeights(agent) if cli.policy_weights == "all" else agent  # a fresh copy of π0 per lr
             if out.done(f"stage3_{tag}"):
-                agent.load_role("policy", out.path / f"policy_{tag}")
+                learner.load_role("policy", out.path / f"policy_{tag}")
             else:
                 common.set_seed(args.seed)
                 with prm_replaced_by(score):  # Q^μ in place of the PRM
-                    metrics = agent_prm.online_dpo(agent, states, [], args, f"stage 3 vs Q^μ ({tag})", run=out,
+                    metrics = agent_prm.online_dpo(learner, states, [], args, f"stage 3 vs Q^μ ({tag})", run=out,
                                                    iteration=1)
-                agent.save_role("policy", out.path / f"policy_{tag}")
+                learner.save_role("policy", out.path / f"policy_{tag}")
                 out.write_json(f"dpo_metrics_{tag}.json", metrics)
                 out.mark_done(f"stage3_{tag}")
             common.set_seed(args.seed)
             name = f"π1 vs {oracle} ({tag})"
-            rows.append((name, common.evaluate_row(agent, out, args, name)))
+            rows.append((name, common.evaluate_row(learner, out, args, name)))
 
     # ── a control on the policy's side: SFT on the expert's responses at D's states (DAgger's relabelling) ──
     if cli.relabel_sft:
-        tag = f"relabel_sft{cli.relabel_sft:g}" + ("_inadmissible" if cli.dpo_states == "inadmissible" else "")
+        tag = f"relabel_sft{cli.relabel_sft:g}" + (f"_lr{cli.sft_lr:g}" if cli.sft_lr else "") + \
+            ("_inadmissible" if cli.dpo_states == "inadmissible" else "") + \
+            ("_all_weights" if cli.policy_weights == "all" else "")
         if (out.path / "policy_pi0").exists():  # Stage 3 rows above left a π1 in the policy adapter
             agent.load_role("policy", out.path / "policy_pi0")
-        agent.add_role("relabel", copy_from="policy")  # π0's adapter, fine-tuned below
+        if cli.policy_weights == "all":
+            learner, role = AllWeights(agent), "policy"  # a copy of π0, all its weights fine-tuned below
+        else:
+            learner, role = agent, "relabel"
+            agent.add_role("relabel", copy_from="policy")  # π0's adapter, fine-tuned below
 
         def relabel_sft() -> dict:
             examples = expert_relabelled(env_at, states)
-            with agent.role("relabel"):
-                result = common.sft(agent.peft, agent.codec, agent.trainable_parameters("relabel"), examples,
+            with learner.role(role):
+                result = common.sft(learner.peft, learner.codec, learner.trainable_parameters(role), examples,
                                     cli.relabel_sft, args.sft_lr, args.sft_batch_size, args.seed,
                                     desc=f"SFT on the expert at Stage 3's states ({tag})")
             return {"examples": len(examples), **result.metrics}
 
         common.set_seed(args.seed)
-        fit = out.stage(tag, relabel_sft, save_as=f"{tag}.json", adapter=(agent, "relabel", f"policy_{tag}"))
+        fit = out.stage(tag, relabel_sft, save_as=f"{tag}.json", adapter=(learner, role, f"policy_{tag}"))
         print(f"{tag}: {fit['examples']} states relabelled by the expert, last SFT loss "
               f"{fit.get('sft_nll', math.nan):.3f}")
         common.set_seed(args.seed)
         name = f"π0 + SFT on the expert at D ({tag})"
-        rows.append((name, common.evaluate_row(agent, out, args, name, role="relabel")))
+        rows.append((name, common.evaluate_row(learner, out, args, name, role=role)))
 
     out.write_json("ladder.json", {name: row for name, row in rows})
 

@@ -158,3 +158,48 @@ def test_expert_relabelled_gives_the_experts_response_at_each_state_the_policy_v
     # the clumsy step's state gets the expert's response (the same as at the next step: a wasted turn changes nothing)
     assert examples[1][1] == examples[2][1] == expert.steps[1].response
     assert examples[0][1] == expert.steps[0].response and examples[1][1] != episode.steps[1].response
+
+
+def test_all_weights_trains_every_weight_of_a_copy_and_keeps_the_reference(tiny_folder, tmp_path, monkeypatch):
+    """--policy-weights all: online DPO moves the copy's own weights (not a LoRA adapter), the agent's π0 (the
+    reference) stays as it was, the first step's reference log-probs equal the policy's (both are π0), and the
+    saved weights load back into a fresh copy that scores responses exactly as the trained one."""
+    import torch
+
+    torch.manual_seed(0)
+    agent = common.build_agent_model(str(tiny_folder), common.resolve_runtime("cpu"), quantize=False, lora_r=4,
+                                     lora_alpha=8, max_length=1024)
+    before = {k: v.clone() for k, v in agent.peft.state_dict().items()}
+    learner = oracle_ladder.AllWeights(agent)
+    start = {k: v.clone() for k, v in learner.weights().items()}
+    states = agent_prm.dpo_prompt_states(envs.expert_demonstrations("household", "train", 2), history_window=2)
+    args = agent_prm.Args(dpo_steps=2, dpo_prompts=4, dpo_micro_prompts=4, dpo_lr=1e-3, max_new_tokens=8,
+                          batch_size=8, seed=0)
+    margins = []
+    real_loss = agent_prm.dpo_loss
+
+    def dpo_loss(pc, pr, rc, rr, beta):
+        margins.append(((pc - rc).detach(), (pr - rr).detach()))
+        return real_loss(pc, pr, rc, rr, beta)
+
+    monkeypatch.setattr(agent_prm, "dpo_loss", dpo_loss)
+    with oracle_ladder.prm_replaced_by(lambda prompts, samples: [[1.0, 0.0] for _ in prompts]):
+        agent_prm.online_dpo(learner, states, [], args, "test")
+    assert all(torch.equal(v, agent.peft.state_dict()[k]) for k, v in before.items())  # π0 as it was
+    assert torch.allclose(margins[0][0], torch.zeros_like(margins[0][0]), atol=1e-5)  # step 1: policy = reference
+    changed = [k for k, v in learner.weights().items() if not torch.equal(v, start[k])]
+    assert any("embed_tokens" in k for k in changed) and any("mlp" in k for k in changed)
+    assert all("lora_" not in k for k in learner.weights())
+
+    learner.save_role("policy", tmp_path / "policy")
+    again = oracle_ladder.AllWeights(agent)
+    again.load_role("policy", tmp_path / "policy")
+    prompts = [agent.codec.prompt_ids(states[0])]
+    responses = [[agent.codec.response_ids(envs.format_response("r", "look"))]]
+    with learner.role("policy"), torch.no_grad():
+        trained, _ = common.continuation_logprobs(learner.peft, prompts, responses, agent.tokenizer.pad_token_id, 1)
+    with again.role("policy"), torch.no_grad():
+        loaded, _ = common.continuation_logprobs(again.peft, prompts, responses, agent.tokenizer.pad_token_id, 1)
+    with again.role("reference"), torch.no_grad():
+        reference, _ = common.continuation_logprobs(again.peft, prompts, responses, agent.tokenizer.pad_token_id, 1)
+    assert torch.equal(trained, loaded) and not torch.allclose(trained, reference)

@@ -86,13 +86,11 @@ def oracle_scores(states: Sequence[envs.TextEnv], samples: Sequence[Sequence[com
     without a usable ACTION scores -penalty, as agent_prm.score_samples scores it for a learned PRM."""
     scores = []
     for env, group in zip(states, samples):
-        copies, q = hidden_worlds(env, worlds), {}  # q: action -> its value here (samples often share an action)
-        for s in group:
-            action = envs.parse_response(s.text).action if agent_prm.is_valid_sample(s) else None
-            if action is not None and action not in q:
-                q[action] = sum(oracle_q(w, action, gamma) for w in copies) / len(copies)
-        scores.append([q[envs.parse_response(s.text).action] if agent_prm.is_valid_sample(s) else -invalid_penalty
-                       for s in group])
+        actions = [envs.parse_response(s.text).action if agent_prm.is_valid_sample(s) else None for s in group]
+        copies = hidden_worlds(env, worlds)
+        q = {a: sum(oracle_q(w, a, gamma) for w in copies) / len(copies)  # each distinct action valued once
+             for a in set(actions) - {None}}
+        scores.append([q[a] if a is not None else -invalid_penalty for a in actions])
     return scores
 
 
@@ -326,8 +324,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                                                               ("T", cli.dpo_temperature), ("K", cli.dpo_samples),
                                                               ("P", cli.dpo_prompts), ("W", cli.hidden_worlds or None))
                       if value is not None)  # in the names of the Stage-3 rows and folders
-    variant += "_inadmissible" if cli.dpo_states == "inadmissible" else ""
-    variant += "_all_weights" if cli.policy_weights == "all" else ""
+    suffix = ("_inadmissible" if cli.dpo_states == "inadmissible" else "") + \
+        ("_all_weights" if cli.policy_weights == "all" else "")  # in the Stage-3 and --relabel-sft names
+    variant += suffix
     args.dpo_steps = cli.dpo_steps or args.dpo_steps
     args.dpo_beta = args.dpo_beta if cli.dpo_beta is None else cli.dpo_beta
     args.dpo_temperature = args.dpo_temperature if cli.dpo_temperature is None else cli.dpo_temperature
@@ -401,9 +400,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     # ── a control on the policy's side: SFT on the expert's responses at D's states (DAgger's relabelling) ──
     if cli.relabel_sft:
-        tag = f"relabel_sft{cli.relabel_sft:g}" + (f"_lr{cli.sft_lr:g}" if cli.sft_lr else "") + \
-            ("_inadmissible" if cli.dpo_states == "inadmissible" else "") + \
-            ("_all_weights" if cli.policy_weights == "all" else "")
+        tag = f"relabel_sft{cli.relabel_sft:g}" + (f"_lr{cli.sft_lr:g}" if cli.sft_lr else "") + suffix
         if (out.path / "policy_pi0").exists():  # Stage 3 rows above left a π1 in the policy adapter
             agent.load_role("policy", out.path / "policy_pi0")
         if cli.policy_weights == "all":

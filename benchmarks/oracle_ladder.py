@@ -16,18 +16,25 @@ row's episodes leave the expert, and at how many of its states the expert itself
 states (DAgger's relabelling): what direct supervision at the same states gives, against what Stage 3 gives.
 --policy-weights all trains every weight of π0 in Stage 3 and in --relabel-sft (the official code fine-tunes all of
 the policy's weights) instead of the LoRA adapter that agent_prm.py trains; the reference stays π0, frozen.
+On the PRM's side, --target-check asks which stage loses the ranking: at the states of Stage 1 where π0 took two
+actions, do Stage 1's targets Q̂ order them as Q^μ does, and does the run's Q0 fit Q̂? --relabel-prm K is the PRM's
+relabelling control: a fresh PRM trained on Q^μ of K samples of π0 at each of Stage 3's states, then its --prm-check
+and BoN(π0, it): what the tiny PRM can rank when every state holds its own contrasts.
 
     python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 1 2 4 8 16         # BoN(π0, Q^μ) curve
     python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 0 --dpo-lr 1e-4 3e-4  # Stage 3 vs Q^μ, lr sweep
     python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 0 --prm-check 400     # the run's Q0 vs Q^μ
     python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 4 16 --hidden-worlds 16 --census
     python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 0 --dpo-lr 3e-5 --policy-weights all
+    python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 0 --target-check              # Q̂, Q0 vs Q^μ
+    python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 0 --relabel-prm 4 --prm-check 400
 
 RUN is an agent_prm.py run (its π0; Stage 3 and --prm-check need its Stage 1, iter1/rollouts.jsonl); its
 settings (args.json) are the ladder's, and the flags below replace some of them. Writes RUN/oracle_ladder/:
 evals.json and the episodes of every row (Best-of-N steps carry every candidate's Q^μ), one policy per learning
 rate (an adapter folder; weights.pt with --policy-weights all), metrics.jsonl, ladder.json (the rows as printed),
-census_W<M>.json. Re-running skips what is done.
+census_W<M>.json, target_check.json, the --relabel-prm PRM (prm_relabel_prm_K<K>_<loss>/). Re-running skips what
+is done.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -234,6 +242,79 @@ def prm_against_oracle(agent: common.AgentModel, args: agent_prm.Args, states: S
     return counts
 
 
+def targets_against_oracle(agent: common.AgentModel, args: agent_prm.Args,
+                           trajectories: Sequence[envs.Trajectory]) -> dict:
+    """Which of Stage 1 and Stage 2 loses the ranking: at every state of D where π0 took two or more different
+    actions, each pair of actions (a, b) with Q^μ(s, a) ≠ Q^μ(s, b) is ordered by Stage 1's targets Q̂ (Eq. 1)
+    and by the run's PRM Q0, on the games Stage 2 trained on and on those it held out (common.split_by_game, as
+    agent_prm.train_prm splits). Q̂ against Q^μ: do the targets hold the ranking; Q0 against Q̂ on the training
+    games: does the PRM fit it; on the held-out games: does it generalise."""
+    q_hat, _ = agent_prm.estimate_q_targets(trajectories, args.gamma)  # Eq. 1 (unnormalised: the same order)
+    dataset = agent_prm.build_prm_dataset(trajectories, q_hat, args.history_window, args.history_reasons)
+    held = {ex.game_id for ex in common.split_by_game(dataset, args.prm_holdout, args.seed)[1]}
+    at: dict[str, tuple[envs.Trajectory, int]] = {}  # state key -> the first (episode, t) there
+    for traj in trajectories:
+        for t, (state, _) in enumerate(agent_prm.state_action_keys(traj)):
+            at.setdefault(state, (traj, t))
+    by_state: dict[str, list[agent_prm.PRMExample]] = defaultdict(list)
+    for ex in dataset:
+        if ex.action != agent_prm.INVALID_ACTION_KEY:  # an unparsable response is no action of the game
+            by_state[ex.state_key].append(ex)
+    rows = [ex for group in by_state.values() if len(group) > 1 for ex in group]
+    with torch.no_grad():
+        logits = agent_prm.prm_logits(agent, [e.messages for e in rows], [e.response for e in rows],
+                                      args.batch_size).tolist() if rows else []  # [R]
+    q0 = {id(e): z for e, z in zip(rows, logits)}
+    seed_of = envs.game_seeds(args.env, "train", range(args.first_task, args.first_task + args.train_tasks),
+                              max_steps=args.max_steps)
+    counts = {part: defaultdict(int) for part in ("train", "held_out")}
+    for state, group in tqdm(by_state.items(), desc="Q̂ and Q0 against Q^μ", leave=False):
+        if len(group) < 2:
+            continue
+        traj, t = at[state]
+        env = envs.make(args.env, "train", seed_of[traj.game_id], max_steps=args.max_steps)
+        envs.replay(env, traj, t)
+        mu = {ex.action: oracle_q(env, ex.action, args.gamma) for ex in group}
+        c = counts["held_out" if traj.game_id in held else "train"]
+        c["states"] += 1
+        for i, a in enumerate(group):
+            for b in group[i + 1:]:
+                d_mu = mu[a.action] - mu[b.action]
+                d_hat = q_hat[(state, a.action)] - q_hat[(state, b.action)]
+                d_q0 = q0[id(a)] - q0[id(b)]
+                if d_hat != 0:  # a preference of the targets: does Q0 fit it?
+                    c["q_hat_separated"] += 1
+                    c["q0_fits_q_hat"] += d_hat * d_q0 > 0
+                if d_mu == 0:
+                    continue  # no preference of Q^μ's
+                c["separated"] += 1
+                for name, d in (("q_hat", d_hat), ("q0", d_q0)):
+                    c[f"{name}_" + ("tie" if d == 0 else "same" if d * d_mu > 0 else "reversed")] += 1
+    return {part: dict(c) for part, c in counts.items()}
+
+
+def oracle_prm_dataset(agent: common.AgentModel, args: agent_prm.Args, states: Sequence[list[dict]], score,
+                       env_at: Callable[[list[dict]], envs.TextEnv], k: int) -> list[agent_prm.PRMExample]:
+    """A PRM's training set with exact targets: k samples of π0 (Stage 3's temperature) at each of Stage 3's
+    states, one row per distinct usable action with its Q^μ (in [0, 1]: no normalisation) in place of Stage 1's
+    Monte-Carlo Q̂. Every state holds its own contrasts, where Stage 1 has two actions at ~5% of its states."""
+    common.set_seed(args.seed)
+    with agent.role("policy"):
+        samples = common.generate(agent.peft, agent.codec, states, n=k, temperature=args.dpo_temperature,
+                                  max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                                  progress="π0's samples at Stage 3's states")  # [S][k]
+    rows = []
+    for messages, group, q in zip(states, samples, score(states, samples)):  # q: [k], -penalty when unusable
+        seen: set[str] = set()
+        for sample, value in zip(group, q):
+            action = envs.parse_response(sample.text).action
+            if value >= 0 and action not in seen:
+                seen.add(action)
+                rows.append(agent_prm.PRMExample(messages, sample.text, value, json.dumps(messages), action,
+                                                 env_at(messages).game_id))
+    return rows
+
+
 def deviation_census(episodes: Sequence[envs.Trajectory], args: agent_prm.Args, split: str, worlds: int) -> dict:
     """Where a policy's episodes leave the expert, by outcome (won / lost): its actions that are not the expert's
     at that state, by kind (inadmissible, or the command word of an admissible one); and the states at which the
@@ -262,6 +343,14 @@ def deviation_census(episodes: Sequence[envs.Trajectory], args: agent_prm.Args, 
     return census
 
 
+def print_prm_check(name: str, c: dict, temperature: float) -> None:
+    """One line of prm_against_oracle's counts."""
+    print(f"{name} against Q^μ at {c['states']} Stage-3 states (π0's two samples, T {temperature}): of the "
+          f"{c['separated']} pairs of usable responses Q^μ separates, {name} orders {c['same_order']} the same way, "
+          f"{c['reversed']} the other way, ties {c['prm_tie']}; DPO pairs: {name} {c['dpo_pairs_prm']}, Q^μ "
+          f"{c['dpo_pairs_oracle']}, the same chosen response {c['same_dpo_pair']}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="an agent_prm.py run folder (its π0; Stage 3 rows need its Stage 1)")
@@ -284,6 +373,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--prm-check", type=int, default=0, metavar="S",
                         help="at S Stage-3 states, does the run's PRM (iter1/prm) order π0's two samples as Q^μ "
                              "does? 0: skip")
+    parser.add_argument("--target-check", action="store_true",
+                        help="at D's states where π0 took several actions: do Stage 1's Q̂ and the run's PRM order "
+                             "them as Q^μ does, and does the PRM fit Q̂ (training / held-out games)?")
+    parser.add_argument("--relabel-prm", type=int, default=0, metavar="K",
+                        help="a control on the PRM's side: a fresh PRM (the run's --prm-loss) trained on Q^μ of K "
+                             "samples of π0 at each of Stage 3's states instead of Stage 1's Q̂, then --prm-check "
+                             "and BoN(π0, it) for --prm-bon-n; 0: none")
+    parser.add_argument("--prm-bon-n", type=int, nargs="+", default=[4, 16],
+                        help="N of the BoN(π0, PRM) rows of --relabel-prm")
     parser.add_argument("--hidden-worlds", type=int, default=0, metavar="M",
                         help="0: Q^μ in the true game (it sees where unseen objects are); M: its mean over M copies "
                              "with the unseen objects placed anew by their priors (the value of what was observed)")
@@ -302,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                              "below Q^μ, and how many Stage-1 states saw an inadmissible action")
     parser.add_argument("--out", default=None, help="output folder (default: RUN/oracle_ladder)")
     cli = parser.parse_args(argv)
-    needs_stage1 = cli.dpo_lr is not None or cli.prm_check or cli.relabel_sft
+    needs_stage1 = cli.dpo_lr is not None or cli.prm_check or cli.relabel_sft or cli.target_check or cli.relabel_prm
     if needs_stage1 and not (cli.run / "iter1" / "rollouts.jsonl").exists():
         sys.exit(f"error: {cli.run} has no iter1/rollouts.jsonl: Stage 3 and --prm-check need agent_prm.py's Stage 1")
     if any(n < 0 for n in cli.bon_n) or (cli.dpo_steps is not None and cli.dpo_steps < 1) or \
@@ -311,9 +409,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             (cli.dpo_temperature is not None and cli.dpo_temperature <= 0) or \
             (cli.dpo_samples is not None and cli.dpo_samples < 2) or \
             (cli.dpo_prompts is not None and cli.dpo_prompts < 1) or (cli.sft_lr is not None and cli.sft_lr <= 0) or \
-            cli.hidden_worlds < 0 or cli.relabel_sft < 0:
-        sys.exit("error: --bon-n must be ≥ 0, --dpo-steps, --dpo-prompts and --eval-games ≥ 1, "
-                 "--dpo-samples ≥ 2, --hidden-worlds and --relabel-sft ≥ 0, --dpo-lr, --dpo-beta, "
+            cli.hidden_worlds < 0 or cli.relabel_sft < 0 or cli.relabel_prm < 0 or \
+            any(n < 1 for n in cli.prm_bon_n):
+        sys.exit("error: --bon-n must be ≥ 0, --dpo-steps, --dpo-prompts, --eval-games and --prm-bon-n ≥ 1, "
+                 "--dpo-samples ≥ 2, --hidden-worlds, --relabel-sft and --relabel-prm ≥ 0, --dpo-lr, --dpo-beta, "
                  "--dpo-temperature and --sft-lr > 0")
     args, agent = load_run(cli.run)
     if not hasattr(envs.make(args.env, "train", args.first_task, max_steps=args.max_steps), "expert_action"):
@@ -360,17 +459,25 @@ def main(argv: Sequence[str] | None = None) -> None:
         states, score, env_at = stage3_oracle(args, trajectories, cli.hidden_worlds, cli.dpo_states == "inadmissible")
 
     # ── where the learned PRM departs from Q^μ: their preferences between π0's two samples ──
-    if cli.prm_check:
-        if not (cli.run / "iter1" / "prm" / "adapter_config.json").exists():
-            sys.exit(f"error: --prm-check needs the run's PRM, {cli.run}/iter1/prm")
+    if (cli.prm_check or cli.target_check) and not (cli.run / "iter1" / "prm" / "adapter_config.json").exists():
+        sys.exit(f"error: --prm-check and --target-check need the run's PRM, {cli.run}/iter1/prm")
+    if cli.prm_check or cli.target_check:
         load_prm(agent, cli.run)
+    if cli.prm_check:
         if not (out.path / "prm_check.json").exists():
             out.write_json("prm_check.json", prm_against_oracle(agent, args, states, score, cli.prm_check))
-        c = out.read_json("prm_check.json")
-        print(f"Q0 against Q^μ at {c['states']} Stage-3 states (π0's two samples, T {args.dpo_temperature}): of the "
-              f"{c['separated']} pairs of usable responses Q^μ separates, Q0 orders {c['same_order']} the same way, "
-              f"{c['reversed']} the other way, ties {c['prm_tie']}; DPO pairs: Q0 {c['dpo_pairs_prm']}, Q^μ "
-              f"{c['dpo_pairs_oracle']}, the same chosen response {c['same_dpo_pair']}")
+        print_prm_check("Q0", out.read_json("prm_check.json"), args.dpo_temperature)
+
+    # ── which stage loses the ranking: Stage 1's targets Q̂ and Stage 2's Q0 against Q^μ at D's own pairs ──
+    if cli.target_check:
+        if not (out.path / "target_check.json").exists():
+            out.write_json("target_check.json", targets_against_oracle(agent, args, trajectories))
+        for part, c in out.read_json("target_check.json").items():
+            print(f"Stage 1's pairs on the {part} games ({c.get('states', 0)} states with two or more actions): of "
+                  f"{c.get('separated', 0)} pairs Q^μ separates, Q̂ orders {c.get('q_hat_same', 0)} the same way, "
+                  f"{c.get('q_hat_reversed', 0)} the other way, ties {c.get('q_hat_tie', 0)}; Q0 orders "
+                  f"{c.get('q0_same', 0)} / {c.get('q0_reversed', 0)} / {c.get('q0_tie', 0)}; Q0 orders "
+                  f"{c.get('q0_fits_q_hat', 0)} of the {c.get('q_hat_separated', 0)} pairs Q̂ separates as Q̂ does")
 
     # ── rung 2: Stage 3 (online DPO, Eq. 3/5) against Q^μ, from π0, KL to π0 ──
     if cli.dpo_lr is not None:
@@ -424,6 +531,30 @@ def main(argv: Sequence[str] | None = None) -> None:
         common.set_seed(args.seed)
         name = f"π0 + SFT on the expert at D ({tag})"
         rows.append((name, common.evaluate_row(learner, out, args, name, role=role)))
+
+    # ── a control on the PRM's side: Stage 2 on Q^μ of π0's samples at D's states instead of Stage 1's Q̂ ──
+    if cli.relabel_prm:
+        tag = f"relabel_prm_K{cli.relabel_prm}_{args.prm_loss}"
+        if (out.path / "policy_pi0").exists():  # Stage 3 rows above left a π1 in the policy adapter
+            agent.load_role("policy", out.path / "policy_pi0")
+
+        def relabel_prm() -> dict:
+            dataset = oracle_prm_dataset(agent, args, states, score, env_at, cli.relabel_prm)
+            return {"rows": len(dataset), **agent_prm.train_prm(agent, dataset, args, f"PRM on Q^μ ({tag})")}
+
+        common.set_seed(args.seed)
+        fit = out.stage(tag, relabel_prm, save_as=f"{tag}.json", adapter=(agent, "prm", f"prm_{tag}"), fresh=True)
+        print(f"{tag}: {fit['rows']} (s, a, Q^μ) rows; held-out loss {fit.get('prm_heldout_loss', math.nan):.3f} "
+              f"(mean-target constant {fit.get('prm_heldout_loss_constant', math.nan):.3f}), same-state pair "
+              f"accuracy {fit.get('prm_heldout_pair_acc', math.nan):.3f} on {fit.get('prm_heldout_pairs', 0)} pairs")
+        if cli.prm_check:
+            if not (out.path / f"prm_check_{tag}.json").exists():
+                out.write_json(f"prm_check_{tag}.json", prm_against_oracle(agent, args, states, score, cli.prm_check))
+            print_prm_check(f"Q({tag})", out.read_json(f"prm_check_{tag}.json"), args.dpo_temperature)
+        for n in cli.prm_bon_n:
+            common.set_seed(args.seed)
+            name = f"BoN(π0,Q_{tag}) N={n}"
+            rows.append((name, agent_prm.evaluate_row(agent, out, args, name, n)))
 
     out.write_json("ladder.json", {name: row for name, row in rows})
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import agent_prm
 import common
@@ -99,6 +100,61 @@ def test_prm_check_counts_the_pairs_the_prm_orders_as_q_mu_does(monkeypatch):
         counts = oracle_ladder.prm_against_oracle(Agent(), args, states, score, n_states=8)
         assert counts["states"] == 8 and counts["separated"] == 8 and counts[key] == 8 and counts["prm_tie"] == 0
         assert counts["same_dpo_pair"] == (8 if sign == 1 else 0) and counts["dpo_pairs_oracle"] == 8
+
+
+def test_target_check_orders_stage1_pairs_by_q_hat_and_by_the_prm_against_q_mu(monkeypatch):
+    """Game 5 played by the expert and with a wasted turn at step 1: the two episodes share the state at t = 1, where
+    one took the expert's action (Q̂ = γ^(T-2), the return of the expert's episode from there) and the other an
+    impossible one (Q̂ = γ^(T-1): one turn later). Q^μ prefers the expert's; so does Q̂. A PRM that scores the
+    impossible action higher reverses the pair and does not fit Q̂; one that scores it lower does both."""
+    args = agent_prm.Args(env="household-compact", sft_demos=0, model="smollm2-135m", first_task=5, train_tasks=1,
+                          gamma=GAMMA)
+    episodes = [_expert_episode(5), _clumsy_episode(5)]
+    q_hat, _ = agent_prm.estimate_q_targets(episodes, GAMMA)
+    T = len(episodes[0].steps)
+    state = agent_prm.state_action_keys(episodes[0])[1][0]
+    assert q_hat[(state, episodes[0].steps[1].action)] == pytest.approx(GAMMA ** (T - 2))
+    assert q_hat[(state, "take moon 1 from sky 1")] == pytest.approx(GAMMA ** (T - 1))
+    for sign, agrees in ((-1, 1), (1, 0)):  # the PRM's logit: sign * [the response names the moon]
+        monkeypatch.setattr(agent_prm, "prm_logits", lambda agent, messages, responses, batch_size, sign=sign:
+                            torch.tensor([sign * float("moon" in r) for r in responses]))
+        counts = oracle_ladder.targets_against_oracle(None, args, episodes)
+        assert counts["held_out"] == {}  # one game: nothing held out (common.split_by_game)
+        assert counts["train"] == {"states": 1, "separated": 1, "q_hat_separated": 1, "q_hat_same": 1,
+                                   "q0_fits_q_hat": agrees, "q0_same" if agrees else "q0_reversed": 1}
+
+
+def test_relabel_prm_rows_are_the_distinct_usable_actions_with_their_q_mu(monkeypatch):
+    """--relabel-prm's training set: at each state, π0's samples (here the expert's action twice, a wasted turn and a
+    response without an action) give one row per distinct usable action, with Q^μ as its target."""
+    args = agent_prm.Args(env="household-compact", sft_demos=0, model="smollm2-135m", first_task=5, train_tasks=1,
+                          gamma=GAMMA)
+    episode = _expert_episode(5)
+    states, score, env_at = oracle_ladder.stage3_oracle(args, [episode])
+    expert_at = {envs.trajectory_messages(episode, t, args.history_window)[-1]["content"]: step.action
+                 for t, step in enumerate(episode.steps)}
+
+    def fake_generate(lm, codec, prompts, n, **kwargs):  # [S][4]
+        return [[common.Sample(f"REASON: {k}\nACTION: {expert_at[m[-1]['content']]}", [1], True) for k in "ab"] +
+                [common.Sample("REASON: c\nACTION: inventory", [2], True), common.Sample("no action", [3], True)]
+                for m in prompts]
+
+    class Agent:
+        peft = codec = None
+
+        def role(self, name):
+            return contextlib.nullcontext()
+
+    monkeypatch.setattr(common, "generate", fake_generate)
+    rows = oracle_ladder.oracle_prm_dataset(Agent(), args, states, score, env_at, k=4)
+    T = len(episode.steps)
+    assert len(rows) == 2 * T and {r.game_id for r in rows} == {episode.game_id}
+    for t in range(T):
+        expert, wasted = rows[2 * t], rows[2 * t + 1]
+        assert expert.messages == wasted.messages == states[t] and expert.state_key == wasted.state_key
+        assert expert.action == episode.steps[t].action and expert.response == f"REASON: a\nACTION: {expert.action}"
+        assert expert.target == pytest.approx(GAMMA ** (T - t - 1)) and wasted.action == "inventory"
+        assert wasted.target == pytest.approx(GAMMA ** (T - t))
 
 
 def test_hidden_worlds_value_an_action_by_its_mean_over_copies_with_the_unseen_objects_moved():

@@ -30,7 +30,7 @@ import time
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, get_args, get_origin, get_type_hints
+from typing import Any, Callable, Iterable, NoReturn, Sequence, get_args, get_origin, get_type_hints
 
 import numpy as np
 import torch
@@ -136,13 +136,18 @@ def parse_args(args_cls: type, description: str, argv: Sequence[str] | None = No
     return args_cls(**namespace)
 
 
+def fail(message: str) -> NoReturn:
+    """A mistake in the user's input, outside run_cli (the benchmarks' own flags): one line on stderr, exit code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def run_cli(main: Callable[[Any], Any], args_cls: type, description: str, argv: Sequence[str] | None = None) -> None:
     """Parse flags, run main(args); a UserError becomes one line on stderr and exit code 2."""
     try:
         main(parse_args(args_cls, description, argv))
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+        fail(str(e))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None

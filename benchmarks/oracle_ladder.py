@@ -400,9 +400,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                              "below Q^μ, and how many Stage-1 states saw an inadmissible action")
     parser.add_argument("--out", default=None, help="output folder (default: RUN/oracle_ladder)")
     cli = parser.parse_args(argv)
-    needs_stage1 = cli.dpo_lr is not None or cli.prm_check or cli.relabel_sft or cli.target_check or cli.relabel_prm
-    if needs_stage1 and not (cli.run / "iter1" / "rollouts.jsonl").exists():
-        sys.exit(f"error: {cli.run} has no iter1/rollouts.jsonl: Stage 3 and --prm-check need agent_prm.py's Stage 1")
     if any(n < 0 for n in cli.bon_n) or (cli.dpo_steps is not None and cli.dpo_steps < 1) or \
             (cli.eval_games is not None and cli.eval_games < 1) or any(lr <= 0 for lr in cli.dpo_lr or []) or \
             (cli.dpo_beta is not None and cli.dpo_beta <= 0) or \
@@ -411,14 +408,17 @@ def main(argv: Sequence[str] | None = None) -> None:
             (cli.dpo_prompts is not None and cli.dpo_prompts < 1) or (cli.sft_lr is not None and cli.sft_lr <= 0) or \
             cli.hidden_worlds < 0 or cli.relabel_sft < 0 or cli.relabel_prm < 0 or \
             any(n < 1 for n in cli.prm_bon_n):
-        sys.exit("error: --bon-n must be ≥ 0, --dpo-steps, --dpo-prompts, --eval-games and --prm-bon-n ≥ 1, "
-                 "--dpo-samples ≥ 2, --hidden-worlds, --relabel-sft and --relabel-prm ≥ 0, --dpo-lr, --dpo-beta, "
-                 "--dpo-temperature and --sft-lr > 0")
+        common.fail("--bon-n must be ≥ 0, --dpo-steps, --dpo-prompts, --eval-games and --prm-bon-n ≥ 1, "
+                    "--dpo-samples ≥ 2, --hidden-worlds, --relabel-sft and --relabel-prm ≥ 0, "
+                    "--dpo-lr, --dpo-beta, --dpo-temperature and --sft-lr > 0")
+    needs_stage1 = cli.dpo_lr is not None or cli.prm_check or cli.relabel_sft or cli.target_check or cli.relabel_prm
+    if needs_stage1 and not (cli.run / "iter1" / "rollouts.jsonl").exists():
+        common.fail(f"{cli.run} has no iter1/rollouts.jsonl: Stage 3 and --prm-check need agent_prm.py's Stage 1")
     args, agent = load_run(cli.run)
     if not hasattr(envs.make(args.env, "train", args.first_task, max_steps=args.max_steps), "expert_action"):
-        sys.exit(f"error: {args.env} has no expert: Q^μ needs one")
+        common.fail(f"{args.env} has no expert: Q^μ needs one")
     if cli.hidden_worlds and not hasattr(envs.make(args.env, "train", args.first_task), "resample_unseen"):
-        sys.exit(f"error: --hidden-worlds needs a game that can place its unseen objects anew; {args.env} cannot")
+        common.fail(f"--hidden-worlds needs a game that can place its unseen objects anew; {args.env} cannot")
     variant = "".join(f"_{name}{value:g}" for name, value in (("beta", cli.dpo_beta),
                                                               ("T", cli.dpo_temperature), ("K", cli.dpo_samples),
                                                               ("P", cli.dpo_prompts), ("W", cli.hidden_worlds or None))
@@ -460,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     # ── where the learned PRM departs from Q^μ: their preferences between π0's two samples ──
     if (cli.prm_check or cli.target_check) and not (cli.run / "iter1" / "prm" / "adapter_config.json").exists():
-        sys.exit(f"error: --prm-check and --target-check need the run's PRM, {cli.run}/iter1/prm")
+        common.fail(f"--prm-check and --target-check need the run's PRM, {cli.run}/iter1/prm")
     if cli.prm_check or cli.target_check:
         load_prm(agent, cli.run)
     if cli.prm_check:

@@ -281,7 +281,7 @@ def bon_logs(run: Path) -> dict[Path, list[dict]]:
     """The run's Best-of-N evaluation logs (<run>/evals/BoN*.jsonl), read: what checks 4 and 5 judge."""
     logs = sorted((run / "evals").glob("BoN*.jsonl"))
     if not logs:
-        sys.exit(f"error: {run} has no Best-of-N evaluation logs (evals/BoN*.jsonl): run it with --bon-n > 0")
+        common.fail(f"{run} has no Best-of-N evaluation logs (evals/BoN*.jsonl): run it with --bon-n > 0")
     return {log: _read_jsonl(log) for log in logs}
 
 
@@ -359,12 +359,12 @@ def retrain_main(run: Path, rollout_files: list[str], prm_epochs: float | None =
     """Check 5: fresh PRMs on Q̂ and on the admissibility control, each judged by check 4 on the run's BoN logs;
     trained for the run's --prm-epochs, or `prm_epochs`."""
     if is_inverse_run(run):
-        sys.exit("error: --retrain retrains AgentPRM's Q0 from Stage-1 rollouts; this is an inverse_prm.py run")
+        common.fail("--retrain retrains AgentPRM's Q0 from Stage-1 rollouts; this is an inverse_prm.py run")
     records = bon_logs(run)
     files = [Path(f) for f in rollout_files] or [run / "iter1" / "rollouts.jsonl"]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
-        sys.exit(f"error: no such rollout file: {', '.join(missing)}")
+        common.fail(f"no such rollout file: {', '.join(missing)}")
     args, agent = load_run(run, prm_epochs)
     trajectories = [envs.Trajectory.from_json(record) for f in files for record in _read_jsonl(f)]
     q_hat, _ = agent_prm.estimate_q_targets(trajectories, args.gamma)  # Eq. 1, as Stage 1 of the run
@@ -429,7 +429,7 @@ def expert_action_at(traj: envs.Trajectory, t: int, args: agent_prm.Args, split:
     """The household expert's action at step t of a saved episode: its game (seed_of: envs.game_seeds of the
     split) replayed to s_t (envs.replay), then asked."""
     if traj.game_id not in seed_of:
-        sys.exit(f"error: {traj.game_id} is not one of the run's {split} games: no expert to replay it")
+        common.fail(f"{traj.game_id} is not one of the run's {split} games: no expert to replay it")
     game = envs.make(args.env, split, seed_of[traj.game_id], max_steps=args.max_steps)
     envs.replay(game, traj, t)
     return game.expert_action()[1]
@@ -571,7 +571,7 @@ def oracle_dpo_main(run: Path, oracle: str, dpo_steps: int | None, dpo_prompts: 
     the expert's action at census_states states of π0's evaluation episodes, and along its own episodes."""
     args, agent = load_run(run)
     if args.reset_50_50:
-        sys.exit(f"error: {run} ran Stage 3 with --reset-50-50; check 9 draws states from its rollouts only")
+        common.fail(f"{run} ran Stage 3 with --reset-50-50; check 9 draws states from its rollouts only")
     args.dpo_steps, args.dpo_prompts = dpo_steps or args.dpo_steps, dpo_prompts or args.dpo_prompts
     beta = f"_beta{dpo_beta:g}" if dpo_beta is not None and dpo_beta != args.dpo_beta else ""
     args.dpo_beta = dpo_beta or args.dpo_beta
@@ -748,54 +748,54 @@ def main() -> None:
     runs = [Path(r) for r in cli.run]
     if cli.oracle_dpo:
         if any(n is not None and n < 1 for n in (cli.dpo_steps, cli.dpo_prompts, cli.dpo_pairs)):
-            sys.exit("error: --dpo-steps, --dpo-prompts and --dpo-pairs take a number >= 1")
+            common.fail("--dpo-steps, --dpo-prompts and --dpo-pairs take a number >= 1")
         if cli.dpo_beta is not None and cli.dpo_beta <= 0:
-            sys.exit("error: --dpo-beta takes a number > 0")
+            common.fail("--dpo-beta takes a number > 0")
         for run in runs:
             if not (run / "args.json").exists():
-                sys.exit(f"error: {run} is not a run folder (no args.json)")
+                common.fail(f"{run} is not a run folder (no args.json)")
             if not (run / "iter1" / "rollouts.jsonl").exists():
-                sys.exit(f"error: {run} has no Stage-1 rollouts (iter1/rollouts.jsonl): run the script past Stage 1")
+                common.fail(f"{run} has no Stage-1 rollouts (iter1/rollouts.jsonl): run the script past Stage 1")
         for run in runs:
             oracle_dpo_main(run, cli.oracle_dpo, cli.dpo_steps, cli.dpo_prompts, cli.dpo_beta, cli.dpo_pairs or 400)
         return
     if cli.admissible_bon:
         if any(n < 1 for n in cli.admissible_bon):
-            sys.exit("error: --admissible-bon takes N >= 1")
+            common.fail("--admissible-bon takes N >= 1")
         for run in runs:
             if not (run / "args.json").exists():
-                sys.exit(f"error: {run} is not a run folder (no args.json)")
+                common.fail(f"{run} is not a run folder (no args.json)")
         for run in runs:
             admissible_bon_main(run, cli.admissible_bon)
         return
     for run in runs:
         if not (run / "iter1" / "prm").exists():
-            sys.exit(f"error: {run} has no iter1/prm (run the script to the end of Stage 2 first)")
+            common.fail(f"{run} has no iter1/prm (run the script to the end of Stage 2 first)")
     if cli.grounding:
         return grounding_main(runs)
     if cli.grounding_on:
         if len(runs) > 1:
-            sys.exit("error: --grounding-on scores with one run's PRM")
+            common.fail("--grounding-on scores with one run's PRM")
         return grounding_on_main(runs[0], [Path(r) for r in cli.grounding_on])
     if cli.dpo_pairs is not None:
         if cli.dpo_pairs < 1:
-            sys.exit("error: --dpo-pairs takes S >= 1")
+            common.fail("--dpo-pairs takes S >= 1")
         for run in runs:
             dpo_pairs_main(run, cli.dpo_pairs, cli.dpo_margin)
         return
     if cli.retrain is not None:
         if len(runs) > 1:
-            sys.exit("error: --retrain takes one run (give more rollout files after --retrain for more data)")
+            common.fail("--retrain takes one run (give more rollout files after --retrain for more data)")
         return retrain_main(runs[0], cli.retrain, cli.prm_epochs)
     if cli.oracle_q:
         return oracle_main(runs, cli)
     if len(runs) > 1:
-        sys.exit("error: several runs are only compared by --oracle-q")
+        common.fail("several runs are only compared by --oracle-q")
     run = runs[0]
     args, agent = load_run(run, cli.prm_epochs)
     common.set_seed(args.seed)
     if "household" != args.env:
-        sys.exit("error: the diagnostics use the household expert; this run is on " + args.env)
+        common.fail("the diagnostics use the household expert; this run is on " + args.env)
     load_prm(agent, run)
     for t in cli.temperatures:
         print("pick rate of the expert's action, " + format_pick_rate(pick_rate(agent, args, cli.games, cli.n, t)))
@@ -845,7 +845,7 @@ def oracle_main(runs: list[Path], cli: argparse.Namespace) -> None:
                                                                                         "env", "gamma")})
            for run in runs}
     if len(pi0) > 1:
-        sys.exit("error: --oracle-q compares runs that share π0, env and γ; these differ: " + " | ".join(sorted(pi0)))
+        common.fail("--oracle-q compares runs that share π0, env and γ; these differ: " + " | ".join(sorted(pi0)))
     args, agent = load_run(runs[0])
     cache = Path(cli.oracle_cache) if cli.oracle_cache else None
     temperature = cli.temperatures[0]
@@ -855,8 +855,8 @@ def oracle_main(runs: list[Path], cli: argparse.Namespace) -> None:
         saved = json.loads(cache.read_text())
         asked = {"games": cli.games, "n": cli.n, "temperature": temperature, "rollouts": cli.oracle_q}
         if any(saved.get(k) != v for k, v in asked.items()):
-            sys.exit(f"error: {cache} was made with {({k: saved.get(k) for k in asked})}, not {asked}: "
-                     f"pass the same flags or another --oracle-cache")
+            common.fail(f"{cache} was made with {({k: saved.get(k) for k in asked})}, not {asked}: "
+                        f"pass the same flags or another --oracle-cache")
         samples = [[common.Sample(**x) for x in group] for group in saved["samples"]]
         q = saved["q"]
         print(f"oracle: {len(q)} states and their Q^π0 from {cache}")

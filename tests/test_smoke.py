@@ -49,6 +49,17 @@ def test_user_errors_are_one_line_exit_2(script, args, message, tmp_path):
     assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
 
 
+@pytest.mark.parametrize("script,args,message", [
+    ("benchmarks/oracle_ladder.py", ["--relabel-prm", "-1"], "--relabel-prm ≥ 0"),
+    ("benchmarks/oracle_ladder.py", ["--dpo-lr"], "has no iter1/rollouts.jsonl"),
+    ("benchmarks/prm_diagnostics.py", ["--oracle-dpo", "expert", "--dpo-beta", "0"], "--dpo-beta takes a number > 0"),
+])
+def test_benchmark_user_errors_are_one_line_exit_2(script, args, message, tmp_path):
+    result = run(script, str(tmp_path), *args, timeout=300)  # tmp_path: a folder that is no run
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_inverse_prm_rejects_bad_demonstration_files(tmp_path):
     cases = {"empty.jsonl": "", "garbage.jsonl": "not json\n",
              "noaction.jsonl": json.dumps({"task": "t", "steps": [{"observation": "o"}]}) + "\n",

@@ -29,7 +29,7 @@ and BoN(π0, it): what the tiny PRM can rank when every state holds its own cont
     python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 0 --target-check              # Q̂, Q0 vs Q^μ
     python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 0 --relabel-prm 4 --prm-check 400
 
-RUN is an agent_prm.py run (its π0; Stage 3 and --prm-check need its Stage 1, iter1/rollouts.jsonl); its
+RUN is an agent_prm.py run (its π0; all but the Best-of-N rows need its Stage 1, iter1/rollouts.jsonl); its
 settings (args.json) are the ladder's, and the flags below replace some of them. Writes RUN/oracle_ladder/:
 evals.json and the episodes of every row (Best-of-N steps carry every candidate's Q^μ), one policy per learning
 rate (an adapter folder; weights.pt with --policy-weights all), metrics.jsonl, ladder.json (the rows as printed),
@@ -413,7 +413,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                     "--dpo-lr, --dpo-beta, --dpo-temperature and --sft-lr > 0")
     needs_stage1 = cli.dpo_lr is not None or cli.prm_check or cli.relabel_sft or cli.target_check or cli.relabel_prm
     if needs_stage1 and not (cli.run / "iter1" / "rollouts.jsonl").exists():
-        common.fail(f"{cli.run} has no iter1/rollouts.jsonl: Stage 3 and --prm-check need agent_prm.py's Stage 1")
+        common.fail(f"{cli.run} has no iter1/rollouts.jsonl: Stage 3 rows and the checks and controls need "
+                    f"agent_prm.py's Stage 1")
     args, agent = load_run(cli.run)
     if not hasattr(envs.make(args.env, "train", args.first_task, max_steps=args.max_steps), "expert_action"):
         common.fail(f"{args.env} has no expert: Q^μ needs one")

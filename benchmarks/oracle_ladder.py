@@ -280,7 +280,7 @@ def targets_against_oracle(agent: common.AgentModel, args: agent_prm.Args,
         for i, a in enumerate(group):
             for b in group[i + 1:]:
                 d_mu = mu[a.action] - mu[b.action]
-                d_hat = q_hat[(state, a.action)] - q_hat[(state, b.action)]
+                d_hat = a.target - b.target  # the rows' targets are Q̂ itself (unnormalised)
                 d_q0 = q0[id(a)] - q0[id(b)]
                 if d_hat != 0:  # a preference of the targets: does Q0 fit it?
                     c["q_hat_separated"] += 1
@@ -505,12 +505,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             common.set_seed(args.seed)
             name = f"π1 vs {oracle} ({tag})"
             rows.append((name, common.evaluate_row(learner, out, args, name)))
+        agent.load_role("policy", out.path / "policy_pi0")  # π0 again for the controls below (LoRA rows left a π1)
 
     # ── a control on the policy's side: SFT on the expert's responses at D's states (DAgger's relabelling) ──
     if cli.relabel_sft:
         tag = f"relabel_sft{cli.relabel_sft:g}" + (f"_lr{cli.sft_lr:g}" if cli.sft_lr else "") + suffix
-        if (out.path / "policy_pi0").exists():  # Stage 3 rows above left a π1 in the policy adapter
-            agent.load_role("policy", out.path / "policy_pi0")
         if cli.policy_weights == "all":
             learner, role = AllWeights(agent), "policy"  # a copy of π0, all its weights fine-tuned below
         else:
@@ -536,8 +535,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     # ── a control on the PRM's side: Stage 2 on Q^μ of π0's samples at D's states instead of Stage 1's Q̂ ──
     if cli.relabel_prm:
         tag = f"relabel_prm_K{cli.relabel_prm}_{args.prm_loss}"
-        if (out.path / "policy_pi0").exists():  # Stage 3 rows above left a π1 in the policy adapter
-            agent.load_role("policy", out.path / "policy_pi0")
 
         def relabel_prm() -> dict:
             dataset = oracle_prm_dataset(agent, args, states, score, env_at, cli.relabel_prm)

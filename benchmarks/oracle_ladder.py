@@ -19,7 +19,9 @@ the policy's weights) instead of the LoRA adapter that agent_prm.py trains; the 
 On the PRM's side, --target-check asks which stage loses the ranking: at the states of Stage 1 where π0 took two
 actions, do Stage 1's targets Q̂ order them as Q^μ does, and does the run's Q0 fit Q̂? --relabel-prm K is the PRM's
 relabelling control: a fresh PRM trained on Q^μ of K samples of π0 at each of Stage 3's states, then its --prm-check
-and BoN(π0, it): what the tiny PRM can rank when every state holds its own contrasts.
+and BoN(π0, it): what the tiny PRM can rank when every state holds its own contrasts; with --relabel-target
+admissible its targets are 1 / 0 for whether the action is in the prompt's admissible list (can it read the list?),
+and --bon-admissible adds BoN(π0, admissible), the first sample whose action is in the list (no Q at all).
 
     python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 1 2 4 8 16         # BoN(π0, Q^μ) curve
     python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 0 --dpo-lr 1e-4 3e-4  # Stage 3 vs Q^μ, lr sweep
@@ -28,13 +30,15 @@ and BoN(π0, it): what the tiny PRM can rank when every state holds its own cont
     python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 0 --dpo-lr 3e-5 --policy-weights all
     python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 0 --target-check              # Q̂, Q0 vs Q^μ
     python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 0 --relabel-prm 4 --prm-check 400
+    python benchmarks/oracle_ladder.py runs/<agent_prm run> --bon-n 4 16 --bon-admissible \
+        --relabel-prm 4 --relabel-target admissible --prm-check 2000
 
 RUN is an agent_prm.py run (its π0; all but the Best-of-N rows need its Stage 1, iter1/rollouts.jsonl); its
 settings (args.json) are the ladder's, and the flags below replace some of them. Writes RUN/oracle_ladder/:
 evals.json and the episodes of every row (Best-of-N steps carry every candidate's Q^μ), one policy per learning
 rate (an adapter folder; weights.pt with --policy-weights all), metrics.jsonl, ladder.json (the rows as printed),
-census_W<M>.json, target_check.json, the --relabel-prm PRM (prm_relabel_prm_K<K>_<loss>/). Re-running skips what
-is done.
+census_W<M>.json, target_check.json, the --relabel-prm PRM (prm_relabel_prm_K<K>_<loss>[_admissible]/).
+Re-running skips what is done.
 """
 
 from __future__ import annotations
@@ -102,16 +106,25 @@ def oracle_scores(states: Sequence[envs.TextEnv], samples: Sequence[Sequence[com
     return scores
 
 
-def oracle_bon_policy(agent: common.AgentModel, args: agent_prm.Args, n: int,
-                      log: dict[str, list[dict]], worlds: int = 0) -> envs.Policy:
+def admissible_scores(states: Sequence[envs.TextEnv], samples: Sequence[Sequence[common.Sample]],
+                      invalid_penalty: float) -> list[list[float]]:
+    """1 if a sample's action is in its state's admissible list, else 0 [B][N]; -penalty without a usable ACTION."""
+    return [[float(envs.parse_response(s.text).action in env.admissible_commands) if agent_prm.is_valid_sample(s)
+             else -invalid_penalty for s in group] for env, group in zip(states, samples)]
+
+
+def oracle_bon_policy(agent: common.AgentModel, args: agent_prm.Args, n: int, log: dict[str, list[dict]],
+                      worlds: int = 0, admissible: bool = False) -> envs.Policy:
     """BoN(π, Q^μ): N samples of the "policy" adapter per turn, act with the highest Q^μ (the live games are the
-    states). Each turn's candidates and their Q^μ are appended to log[game_id]."""
+    states). Each turn's candidates and their Q^μ are appended to log[game_id]. admissible=True: score by
+    admissible_scores instead (the first sampled admissible action), what a PRM that reads only the list gives."""
 
     def policy(prompts: list[list[dict[str, str]]], live_envs: list[envs.TextEnv]) -> list[str]:
         with agent.role("policy"):
             samples = common.generate(agent.peft, agent.codec, prompts, n=n, temperature=args.bon_temperature,
                                       max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)  # [B][N]
-        scores = oracle_scores(live_envs, samples, args.gamma, args.invalid_penalty, worlds)  # [B][N]
+        scores = admissible_scores(live_envs, samples, args.invalid_penalty) if admissible else \
+            oracle_scores(live_envs, samples, args.gamma, args.invalid_penalty, worlds)  # [B][N]
         for env, group, q in zip(live_envs, samples, scores):
             log[env.game_id].append({"candidates": [s.text for s in group], "oracle_q_candidates": q})
         return [c.text for c in common.best_of_n(samples, scores)]
@@ -215,21 +228,29 @@ def expert_relabelled(env_at: Callable[[list[dict]], envs.TextEnv],
 
 
 def prm_against_oracle(agent: common.AgentModel, args: agent_prm.Args, states: Sequence[list[dict]], score,
-                       n_states: int) -> dict:
+                       n_states: int, env_at: Callable[[list[dict]], envs.TextEnv]) -> dict:
     """Where a learned PRM departs from Q^μ: at n of Stage 3's states, π0's two samples (as Stage 3 draws them)
     scored by the run's PRM (agent_prm.score_samples) and by Q^μ. Of the pairs of two usable responses that Q^μ
     separates, how many the PRM orders the same way, the other way, or ties; and how often the DPO pair each would
-    make (agent_prm.dpo_pair) is the same."""
+    make (agent_prm.dpo_pair) is the same. Beside the PRM, π0's own log-likelihood of each response (what a PRM
+    that reads the action through the policy would start from), and, of the separated pairs where one action is
+    in the prompt's admissible list and the other is not, which one Q^μ, the PRM and π0 prefer."""
     picked = random.Random(args.seed).sample(list(states), min(n_states, len(states)))
     common.set_seed(args.seed)
     with agent.role("policy"):
         samples = common.generate(agent.peft, agent.codec, picked, n=2, temperature=args.dpo_temperature,
                                   max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)  # [S][2]
+        with torch.no_grad():
+            logp, _ = common.continuation_logprobs(agent.peft, [agent.codec.prompt_ids(m) for m in picked],
+                                                   [[x.token_ids for x in group] for group in samples],
+                                                   agent.tokenizer.pad_token_id)  # [S, 2] log π0(response | s)
     q_prm = agent_prm.score_samples(agent, picked, samples, args.invalid_penalty, args.batch_size)  # [S][2]
     q_mu = score(picked, samples)  # [S][2]
     counts = {"states": len(picked), "separated": 0, "same_order": 0, "reversed": 0, "prm_tie": 0,
-              "same_dpo_pair": 0, "dpo_pairs_prm": 0, "dpo_pairs_oracle": 0}
-    for group, (m0, m1), (p0, p1) in zip(samples, q_mu, q_prm):
+              "same_dpo_pair": 0, "dpo_pairs_prm": 0, "dpo_pairs_oracle": 0, "logp_same": 0, "logp_reversed": 0,
+              "admissibility_differs": 0, "q_mu_prefers_admissible": 0, "prm_prefers_admissible": 0,
+              "logp_prefers_admissible": 0}
+    for messages, group, (m0, m1), (p0, p1), (l0, l1) in zip(picked, samples, q_mu, q_prm, logp.tolist()):
         mine, theirs = agent_prm.dpo_pair(group, [p0, p1]), agent_prm.dpo_pair(group, [m0, m1])
         counts["dpo_pairs_prm"] += mine is not None
         counts["dpo_pairs_oracle"] += theirs is not None
@@ -239,6 +260,15 @@ def prm_against_oracle(agent: common.AgentModel, args: agent_prm.Args, states: S
         counts["separated"] += 1
         key = "prm_tie" if p0 == p1 else "same_order" if (m0 - m1) * (p0 - p1) > 0 else "reversed"
         counts[key] += 1
+        counts["logp_same" if (m0 - m1) * (l0 - l1) > 0 else "logp_reversed"] += 1
+        admissible = env_at(messages).admissible_commands
+        in0, in1 = (envs.parse_response(x.text).action in admissible for x in group)
+        if in0 != in1:  # +1 where the first response's action is the admissible one
+            sign = 1 if in0 else -1
+            counts["admissibility_differs"] += 1
+            counts["q_mu_prefers_admissible"] += sign * (m0 - m1) > 0
+            counts["prm_prefers_admissible"] += sign * (p0 - p1) > 0
+            counts["logp_prefers_admissible"] += sign * (l0 - l1) > 0
     return counts
 
 
@@ -294,17 +324,25 @@ def targets_against_oracle(agent: common.AgentModel, args: agent_prm.Args,
 
 
 def oracle_prm_dataset(agent: common.AgentModel, args: agent_prm.Args, states: Sequence[list[dict]], score,
-                       env_at: Callable[[list[dict]], envs.TextEnv], k: int) -> list[agent_prm.PRMExample]:
+                       env_at: Callable[[list[dict]], envs.TextEnv], k: int,
+                       target: str = "q_mu") -> list[agent_prm.PRMExample]:
     """A PRM's training set with exact targets: k samples of π0 (Stage 3's temperature) at each of Stage 3's
     states, one row per distinct usable action with its Q^μ (in [0, 1]: no normalisation) in place of Stage 1's
-    Monte-Carlo Q̂. Every state holds its own contrasts, where Stage 1 has two actions at ~5% of its states."""
+    Monte-Carlo Q̂. Every state holds its own contrasts, where Stage 1 has two actions at ~5% of its states.
+    target="admissible": the target is 1 if the action is in the prompt's admissible list, else 0 — a probe of
+    whether the PRM can read the list at all (most of the pairs Q^μ separates differ in exactly that)."""
     common.set_seed(args.seed)
     with agent.role("policy"):
         samples = common.generate(agent.peft, agent.codec, states, n=k, temperature=args.dpo_temperature,
                                   max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                                   progress="π0's samples at Stage 3's states")  # [S][k]
+    if target == "admissible":  # 1 / 0 by the list; -1: a response without a usable action
+        targets = [[float(envs.parse_response(x.text).action in env_at(m).admissible_commands)
+                    if agent_prm.is_valid_sample(x) else -1.0 for x in group] for m, group in zip(states, samples)]
+    else:
+        targets = score(states, samples)  # [S][k] Q^μ, -penalty when unusable
     rows = []
-    for messages, group, q in zip(states, samples, score(states, samples)):  # q: [k], -penalty when unusable
+    for messages, group, q in zip(states, samples, targets):
         seen: set[str] = set()
         for sample, value in zip(group, q):
             action = envs.parse_response(sample.text).action
@@ -344,11 +382,15 @@ def deviation_census(episodes: Sequence[envs.Trajectory], args: agent_prm.Args, 
 
 
 def print_prm_check(name: str, c: dict, temperature: float) -> None:
-    """One line of prm_against_oracle's counts."""
+    """prm_against_oracle's counts in two lines."""
     print(f"{name} against Q^μ at {c['states']} Stage-3 states (π0's two samples, T {temperature}): of the "
           f"{c['separated']} pairs of usable responses Q^μ separates, {name} orders {c['same_order']} the same way, "
           f"{c['reversed']} the other way, ties {c['prm_tie']}; DPO pairs: {name} {c['dpo_pairs_prm']}, Q^μ "
           f"{c['dpo_pairs_oracle']}, the same chosen response {c['same_dpo_pair']}")
+    print(f"  π0's log-likelihood orders {c['logp_same']} of them as Q^μ does ({c['logp_reversed']} the other way); "
+          f"in {c['admissibility_differs']} one action is in the admissible list and the other is not: Q^μ prefers "
+          f"the admissible one in {c['q_mu_prefers_admissible']}, {name} in {c['prm_prefers_admissible']}, π0 in "
+          f"{c['logp_prefers_admissible']}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -356,6 +398,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("run", type=Path, help="an agent_prm.py run folder (its π0; Stage 3 rows need its Stage 1)")
     parser.add_argument("--bon-n", type=int, nargs="+", default=[1, 2, 4, 8, 16],
                         help="N of the BoN(π0, Q^μ) rows; 0: none")
+    parser.add_argument("--bon-admissible", action="store_true",
+                        help="also BoN(π0, admissible) for each --bon-n: act with the first sample whose action is in "
+                             "the admissible list (how much of rung 1 is only that)")
     parser.add_argument("--dpo-lr", type=float, nargs="*", default=None,
                         help="Stage 3 against Q^μ once per learning rate (the run's --dpo-lr if the flag is given "
                              "without values); omit the flag for no Stage 3")
@@ -380,6 +425,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="a control on the PRM's side: a fresh PRM (the run's --prm-loss) trained on Q^μ of K "
                              "samples of π0 at each of Stage 3's states instead of Stage 1's Q̂, then --prm-check "
                              "and BoN(π0, it) for --prm-bon-n; 0: none")
+    parser.add_argument("--relabel-target", choices=["q_mu", "admissible"], default="q_mu",
+                        help="the targets of --relabel-prm's rows: Q^μ, or 1 / 0 for whether the action is in the "
+                             "prompt's admissible list (can the PRM read the list at all?)")
     parser.add_argument("--prm-bon-n", type=int, nargs="+", default=[4, 16],
                         help="N of the BoN(π0, PRM) rows of --relabel-prm")
     parser.add_argument("--hidden-worlds", type=int, default=0, metavar="M",
@@ -430,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.dpo_steps = cli.dpo_steps or args.dpo_steps
     args.dpo_beta = args.dpo_beta if cli.dpo_beta is None else cli.dpo_beta
     args.dpo_temperature = args.dpo_temperature if cli.dpo_temperature is None else cli.dpo_temperature
-    args.dpo_samples = cli.dpo_samples or args.dpo_samples
+    args.dpo_samples = cli.dpo_samples or getattr(args, "dpo_samples", 2)  # an inverse_prm.py run always samples 2
     args.dpo_prompts = cli.dpo_prompts or args.dpo_prompts
     args.eval_games = cli.eval_games or args.eval_games
     args.sft_lr = cli.sft_lr or args.sft_lr
@@ -452,6 +500,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         common.set_seed(args.seed)
         name = f"BoN(π0,{oracle}) N={n}"
         rows.append((name, common.evaluate_row(agent, out, args, name, make_policy=bon)))
+    for n in common.best_of_n_sizes(cli.bon_n) if cli.bon_admissible else []:
+        def bon_listed(split: str, n: int = n):
+            log: dict[str, list[dict]] = defaultdict(list)
+            return oracle_bon_policy(agent, args, n, log, admissible=True), log
+
+        common.set_seed(args.seed)
+        name = f"BoN(π0,admissible) N={n}"
+        rows.append((name, common.evaluate_row(agent, out, args, name, make_policy=bon_listed)))
 
     rollouts = cli.run / "iter1" / "rollouts.jsonl"  # Stage 1 of the run: D's states (needs_stage1: it exists)
     trajectories = [envs.Trajectory.from_json(json.loads(line))
@@ -466,7 +522,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         load_prm(agent, cli.run)
     if cli.prm_check:
         if not (out.path / "prm_check.json").exists():
-            out.write_json("prm_check.json", prm_against_oracle(agent, args, states, score, cli.prm_check))
+            out.write_json("prm_check.json", prm_against_oracle(agent, args, states, score, cli.prm_check, env_at))
         print_prm_check("Q0", out.read_json("prm_check.json"), args.dpo_temperature)
 
     # ── which stage loses the ranking: Stage 1's targets Q̂ and Stage 2's Q0 against Q^μ at D's own pairs ──
@@ -534,20 +590,24 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     # ── a control on the PRM's side: Stage 2 on Q^μ of π0's samples at D's states instead of Stage 1's Q̂ ──
     if cli.relabel_prm:
-        tag = f"relabel_prm_K{cli.relabel_prm}_{args.prm_loss}"
+        tag = f"relabel_prm_K{cli.relabel_prm}_{getattr(args, 'prm_loss', 'bce')}" + \
+            ("_admissible" if cli.relabel_target == "admissible" else "")
 
         def relabel_prm() -> dict:
-            dataset = oracle_prm_dataset(agent, args, states, score, env_at, cli.relabel_prm)
-            return {"rows": len(dataset), **agent_prm.train_prm(agent, dataset, args, f"PRM on Q^μ ({tag})")}
+            dataset = oracle_prm_dataset(agent, args, states, score, env_at, cli.relabel_prm, cli.relabel_target)
+            return {"rows": len(dataset), "mean_target": sum(r.target for r in dataset) / max(1, len(dataset)),
+                    **agent_prm.train_prm(agent, dataset, args, f"PRM on {cli.relabel_target} ({tag})")}
 
         common.set_seed(args.seed)
         fit = out.stage(tag, relabel_prm, save_as=f"{tag}.json", adapter=(agent, "prm", f"prm_{tag}"), fresh=True)
-        print(f"{tag}: {fit['rows']} (s, a, Q^μ) rows; held-out loss {fit.get('prm_heldout_loss', math.nan):.3f} "
+        print(f"{tag}: {fit['rows']} (s, a, {cli.relabel_target}) rows (mean target "
+              f"{fit.get('mean_target', math.nan):.3f}); held-out loss {fit.get('prm_heldout_loss', math.nan):.3f} "
               f"(mean-target constant {fit.get('prm_heldout_loss_constant', math.nan):.3f}), same-state pair "
               f"accuracy {fit.get('prm_heldout_pair_acc', math.nan):.3f} on {fit.get('prm_heldout_pairs', 0)} pairs")
         if cli.prm_check:
             if not (out.path / f"prm_check_{tag}.json").exists():
-                out.write_json(f"prm_check_{tag}.json", prm_against_oracle(agent, args, states, score, cli.prm_check))
+                out.write_json(f"prm_check_{tag}.json",
+                               prm_against_oracle(agent, args, states, score, cli.prm_check, env_at))
             print_prm_check(f"Q({tag})", out.read_json(f"prm_check_{tag}.json"), args.dpo_temperature)
         for n in cli.prm_bon_n:
             common.set_seed(args.seed)

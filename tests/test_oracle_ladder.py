@@ -3,6 +3,7 @@
 import contextlib
 import copy
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -73,11 +74,12 @@ def test_stage3_oracle_scores_each_prompt_at_its_own_replayed_state():
 
 
 def test_prm_check_counts_the_pairs_the_prm_orders_as_q_mu_does(monkeypatch):
-    """At each state π0's two samples are Q^μ's best admissible action and a wasted turn, so Q^μ always prefers the
-    first. A PRM that agrees with Q^μ orders every pair the same way; one that negates it reverses every pair."""
+    """At each state π0's two samples are Q^μ's best admissible action and a wasted turn on an action that is not in
+    the admissible list, so Q^μ always prefers the first. A PRM that agrees with Q^μ orders every pair the same way;
+    one that negates it reverses every pair. π0's log-likelihood here prefers the wasted turn everywhere."""
     args = agent_prm.Args(env="household-compact", sft_demos=0, model="smollm2-135m", first_task=5, train_tasks=2,
                           gamma=GAMMA, seed=0)
-    states, score, _ = oracle_ladder.stage3_oracle(args, [_expert_episode(5), _expert_episode(6)])
+    states, score, env_at = oracle_ladder.stage3_oracle(args, [_expert_episode(5), _expert_episode(6)])
 
     def q_mu(prompt, action):
         return score([prompt], [[common.Sample(f"ACTION: {action}", [0], True)]])[0][0]
@@ -85,21 +87,28 @@ def test_prm_check_counts_the_pairs_the_prm_orders_as_q_mu_does(monkeypatch):
     def fake_generate(lm, codec, prompts, n, **kwargs):  # [S][2]: the best admissible action, then a wasted turn
         admissible = [m[-1]["content"].split("Admissible actions: ")[1].split(", ") for m in prompts]
         return [[common.Sample(f"ACTION: {max(ok, key=lambda a: q_mu(m, a))}", [1], True),
-                 common.Sample("ACTION: inventory", [2], True)] for m, ok in zip(prompts, admissible)]
+                 common.Sample("ACTION: take moon 1 from sky 1", [2], True)] for m, ok in zip(prompts, admissible)]
 
     class Agent:  # what prm_against_oracle touches of an AgentModel, once generation and scoring are replaced
-        peft = codec = None
+        peft = None
+        codec = types.SimpleNamespace(prompt_ids=lambda messages: [0])
+        tokenizer = types.SimpleNamespace(pad_token_id=0)
 
         def role(self, name):
             return contextlib.nullcontext()
 
     monkeypatch.setattr(common, "generate", fake_generate)
+    monkeypatch.setattr(common, "continuation_logprobs", lambda lm, prompts, continuations, pad_id:
+                        (torch.tensor([[-2.0, -1.0]] * len(prompts)), None))  # [S, 2]: the wasted turn is likelier
     for sign, key in ((1, "same_order"), (-1, "reversed")):
         monkeypatch.setattr(agent_prm, "score_samples", lambda agent, prompts, samples, *rest, sign=sign:
                             [[sign * q for q in row] for row in score(prompts, samples)])
-        counts = oracle_ladder.prm_against_oracle(Agent(), args, states, score, n_states=8)
+        counts = oracle_ladder.prm_against_oracle(Agent(), args, states, score, n_states=8, env_at=env_at)
         assert counts["states"] == 8 and counts["separated"] == 8 and counts[key] == 8 and counts["prm_tie"] == 0
         assert counts["same_dpo_pair"] == (8 if sign == 1 else 0) and counts["dpo_pairs_oracle"] == 8
+        assert counts["logp_same"] == 0 and counts["logp_reversed"] == 8
+        assert counts["admissibility_differs"] == counts["q_mu_prefers_admissible"] == 8
+        assert counts["prm_prefers_admissible"] == (8 if sign == 1 else 0) and counts["logp_prefers_admissible"] == 0
 
 
 def test_target_check_orders_stage1_pairs_by_q_hat_and_by_the_prm_against_q_mu(monkeypatch):
@@ -155,6 +164,46 @@ def test_relabel_prm_rows_are_the_distinct_usable_actions_with_their_q_mu(monkey
         assert expert.action == episode.steps[t].action and expert.response == f"REASON: a\nACTION: {expert.action}"
         assert expert.target == pytest.approx(GAMMA ** (T - t - 1)) and wasted.action == "inventory"
         assert wasted.target == pytest.approx(GAMMA ** (T - t))
+
+
+def test_admissible_scores_are_one_for_listed_actions_zero_for_others_and_minus_penalty_without_an_action():
+    env = envs.make("household-compact", "train", 3)
+    env.reset()
+    listed = env.admissible_commands[2]
+    samples = [[common.Sample(f"REASON: r\nACTION: {listed}", [1], True),
+                common.Sample("REASON: r\nACTION: take moon 1 from sky 1", [2], True),
+                common.Sample("no action", [3], True), common.Sample(f"ACTION: {listed}", [4], False)]]  # cut short
+    assert oracle_ladder.admissible_scores([env], samples, invalid_penalty=2.0) == [[1.0, 0.0, -2.0, -2.0]]
+
+
+def test_relabel_prm_admissible_targets_are_one_for_listed_actions_and_zero_for_the_rest(monkeypatch):
+    """--relabel-target admissible: the same rows, labelled 1 when the action is in the prompt's admissible list
+    (the expert's) and 0 when it is not (a moon in the sky), without asking Q^μ."""
+    args = agent_prm.Args(env="household-compact", sft_demos=0, model="smollm2-135m", first_task=5, train_tasks=1,
+                          gamma=GAMMA)
+    episode = _expert_episode(5)
+    states, _, env_at = oracle_ladder.stage3_oracle(args, [episode])
+    expert_at = {envs.trajectory_messages(episode, t, args.history_window)[-1]["content"]: step.action
+                 for t, step in enumerate(episode.steps)}
+
+    def fake_generate(lm, codec, prompts, n, **kwargs):  # [S][3]
+        return [[common.Sample(f"ACTION: {expert_at[m[-1]['content']]}", [1], True),
+                 common.Sample("ACTION: take moon 1 from sky 1", [2], True), common.Sample("no action", [3], True)]
+                for m in prompts]
+
+    class Agent:
+        peft = codec = None
+
+        def role(self, name):
+            return contextlib.nullcontext()
+
+    def no_oracle(prompts, samples):
+        raise AssertionError("admissible targets need no Q^μ")
+
+    monkeypatch.setattr(common, "generate", fake_generate)
+    rows = oracle_ladder.oracle_prm_dataset(Agent(), args, states, no_oracle, env_at, k=3, target="admissible")
+    expected = [row for step in episode.steps for row in ((step.action, 1.0), ("take moon 1 from sky 1", 0.0))]
+    assert [(r.action, r.target) for r in rows] == expected
 
 
 def test_hidden_worlds_value_an_action_by_its_mean_over_copies_with_the_unseen_objects_moved():

@@ -42,6 +42,26 @@ import envs
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
 
 
+# The official recipe (the AgentPRM repository's bash/train-inverse-prm-llama3.2-3B.sh, scripts/train/iqlearn.py,
+# configs/compute_inverse_prm_target.yaml; Stage 3 as AgentPRM's) as a preset of flags: `--recipe paper` sets each
+# flag not given on the command line. flag -> (value, where it comes from).
+PAPER_RECIPE: dict[str, tuple[Any, str]] = {
+    "demos": (2000, "D+: official ~10k expert rollouts (oracle-10k); here as many as π0 is cloned on"),
+    "train_tasks": (2000, "D-: official ~10k rollouts of π0 (iter0-10k), balanced with D+ (balance_pos_neg)"),
+    "rollouts_per_task": (1, "one rollout per game: D- as large as D+"),
+    "rollout_temperature": (0.3, "a' ~ π_{i-1}(s') relabelled at T 0.3; rollouts at AgentPRM's Stage-1 0.3"),
+    "prm_batch_size": (384, "Stage 2: batch 384 = 4 per GPU x 16 accumulation x 6 GPUs"),
+    "prm_epochs": (1.0, "Stage 2: one epoch"),
+    "prm_lr_schedule": ("cosine", "Stage 2: decays to 0 (official: linear, no warm-up; here cosine, 5% warm-up)"),
+    "prm_holdout": (0.15, "Stage 2: train split 0.85"),
+    "dpo_steps": (400, "Stage 3 as AgentPRM's: 400 optimizer steps (official: 50,000 episodes / 60 ≈ 830)"),
+    "dpo_prompts": (60, "Stage 3: 60 prompts per optimizer step, two samples each"),
+    "dpo_temperature": (0.7, "Stage 3: sampling temperature 0.7"),
+    "dpo_beta": (0.03, "Stage 3: β = 0.03"),
+    "max_new_tokens": (64, "Stage 3: 64-token responses"),
+}
+
+
 stage1_flag = common.flag_group("stage 1: D+ and D-")  # field() in one --help group
 stage2_flag = common.flag_group("stage 2: PRM")
 stage3_flag = common.flag_group("stage 3: online DPO")
@@ -52,6 +72,7 @@ baseline_flag = common.flag_group("baselines and inference")
 class Args(common.BaseArgs):
     """Model, environment, π0 and evaluation flags come from common.BaseArgs; these are Algorithm 2's."""
 
+    RECIPES = {"paper": PAPER_RECIPE}  # --recipe NAME: a preset of flags (common.parse_args); not a field
     # Stage 1
     iterations: int = stage1_flag(1, "K, the number of InversePRM iterations")
     demos: int = stage1_flag(200, "expert demonstrations for D+ (train games from --first-task on), if no --demos-file")
@@ -68,7 +89,8 @@ class Args(common.BaseArgs):
     prm_lr: float = stage2_flag(1e-3, "PRM learning rate (LoRA adapter + scalar head)")
     prm_lr_schedule: str = stage2_flag("constant", "PRM learning-rate schedule: constant, or cosine (5%% warm-up, "
                                        "decay to 0)", choices=["constant", "cosine"])
-    prm_batch_size: int = stage2_flag(16, "PRM batch size (half expert, half learner transitions)")
+    prm_batch_size: int = stage2_flag(16, "PRM transitions per optimizer step, half expert, half learner (in "
+                                      "micro-batches of --batch-size, gradients accumulated)")
     prm_holdout: float = stage2_flag(0.1, "fraction of games held out to report classification accuracy")
     # Stage 3 (online DPO, as in AgentPRM)
     dpo_steps: int = stage3_flag(60, "online-DPO optimizer steps")
@@ -274,7 +296,8 @@ def balanced_batches(positives: Sequence[Transition], negatives: Sequence[Transi
     n = min(len(positives), len(negatives))
     pos_batches = common.epochs_of(positives, half, epochs * n / max(1, len(positives)), rng)
     neg_batches = common.epochs_of(negatives, half, epochs * n / max(1, len(negatives)), rng)
-    return [p + q for p, q in zip(pos_batches, neg_batches)]
+    # interleaved (expert, learner, expert, ...): every micro-batch cut from the front of a batch is balanced too
+    return [[t for pair in zip(p, q) for t in pair] + p[len(q):] + q[len(p):] for p, q in zip(pos_batches, neg_batches)]
 
 
 def train_inverse_prm(agent: common.AgentModel, positives: Sequence[Transition], negatives: Sequence[Transition],
@@ -298,9 +321,15 @@ def train_inverse_prm(agent: common.AgentModel, positives: Sequence[Transition],
             accuracy = ((rewards > 0).float() == labels).float().mean().item()
             return loss, {"prm_loss": loss.item(), "prm_acc": accuracy}
 
+        # an optimizer step of --prm-batch-size transitions, in micro-batches of at most --batch-size (gradients
+        # accumulated; the recipe's 384 transitions are 768 sequences, too many for one forward pass)
+        accum = math.ceil(args.prm_batch_size / min(args.prm_batch_size, args.batch_size))
         batches = balanced_batches(train_pos, train_neg, args.prm_batch_size, args.prm_epochs, rng)
-        result = common.train_loop(agent.trainable_parameters("prm"), batches, loss_fn, lr=args.prm_lr,
-                                   total=len(batches), desc=desc, cosine=args.prm_lr_schedule == "cosine")
+        size = math.ceil(args.prm_batch_size / accum)
+        micro = [batch[k * size:(k + 1) * size] for batch in batches for k in range(accum)]  # [accum per step]
+        result = common.train_loop(agent.trainable_parameters("prm"), micro, loss_fn, lr=args.prm_lr,
+                                   grad_accum=accum, total=len(micro), desc=desc,
+                                   cosine=args.prm_lr_schedule == "cosine")
         metrics = {"prm_train_loss": result.metrics.get("prm_loss", float("nan")),
                    "prm_train_acc": result.metrics.get("prm_acc", float("nan")),
                    "positives": len(train_pos), "negatives": len(train_neg)}

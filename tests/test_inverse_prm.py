@@ -1,10 +1,12 @@
 """The math of InversePRM (Algorithm 2) on hand-computed examples."""
 
+import contextlib
 import math
 
 import pytest
 import torch
 
+import common
 import envs
 import inverse_prm
 
@@ -87,6 +89,35 @@ def test_balanced_batches_have_equal_sides():
     neg = inverse_prm.transitions_from([_traj("n", ["y"] * 10, False)], 0.0, 1, 2)
     batches = inverse_prm.balanced_batches(pos, neg, batch_size=4, epochs=2, rng=random.Random(0))
     assert batches and all(sum(t.label for t in b) == len(b) / 2 for b in batches)
+    assert all([t.label for t in b] == [1.0, 0.0] * (len(b) // 2) for b in batches)  # interleaved
+
+
+def test_stage2_accumulates_micro_batches_of_batch_size_into_one_step_of_prm_batch_size(monkeypatch):
+    """--prm-batch-size 8 with --batch-size 2: every optimizer step is 4 balanced micro-batches of 2 (one expert,
+    one learner transition), and one epoch over the 8 expert transitions is 2 such steps."""
+    pos = inverse_prm.transitions_from([_traj("p", ["x"] * 8, True)], 1.0, 0, 2)
+    neg = inverse_prm.transitions_from([_traj("n", ["y"] * 12, False)], 0.0, 1, 2)
+    seen = {}
+
+    def train_loop(params, micro_batches, loss_fn, lr, grad_accum=1, total=None, **kwargs):
+        seen.update(micro=list(micro_batches), accum=grad_accum, total=total)
+        return common.TrainResult(0, {}, False)
+
+    class Agent:
+        def add_role(self, *args, **kwargs): ...
+
+        def role(self, name):
+            return contextlib.nullcontext()
+
+        def trainable_parameters(self, name):
+            return []
+
+    monkeypatch.setattr(common, "train_loop", train_loop)
+    args = inverse_prm.Args(prm_batch_size=8, batch_size=2, prm_epochs=1.0, prm_holdout=0.0)
+    inverse_prm.train_inverse_prm(Agent(), pos, neg, args, "test")
+    assert seen["accum"] == 4 and seen["total"] == len(seen["micro"]) == 8
+    assert all(sorted(t.label for t in m) == [0.0, 1.0] for m in seen["micro"])
+    assert sum(t.label for m in seen["micro"] for t in m) == 8  # one epoch over the smaller side, D+
 
 
 def test_rollout_resets_start_the_learner_at_expert_states():
@@ -149,3 +180,21 @@ def test_stage3_flags_prompt_states_and_dpo_loss():
 def test_d_minus_needs_training_games():
     with pytest.raises(inverse_prm.common.UserError, match="D- would be empty"):
         inverse_prm.Args(train_tasks=0)
+
+
+def test_paper_recipe_presets_the_official_inverse_prm_flags():
+    import dataclasses
+    from pathlib import Path
+
+    fields = {f.name: f.default for f in dataclasses.fields(inverse_prm.Args)}
+    assert set(inverse_prm.PAPER_RECIPE) <= set(fields)
+    paper = common.parse_args(inverse_prm.Args, "", ["--recipe", "paper"])
+    for name, (value, source) in inverse_prm.PAPER_RECIPE.items():
+        assert getattr(paper, name) == value and source
+    assert (paper.prm_batch_size, paper.prm_epochs, paper.gamma) == (384, 1.0, 0.95)  # the official Stage 2
+    assert paper.demos >= 1000 and paper.train_tasks * paper.rollouts_per_task >= 1000  # D+, D- in the thousands
+    mine = common.parse_args(inverse_prm.Args, "", ["--recipe", "paper", "--demos", "50"])
+    assert (mine.demos, mine.prm_batch_size) == (50, 384)  # a flag given explicitly wins
+    assert common.parse_args(inverse_prm.Args, "", []).prm_batch_size == fields["prm_batch_size"]
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert all(f"`--{name.replace('_', '-')} {value}`" in readme for name, (value, _) in inverse_prm.PAPER_RECIPE.items())

@@ -57,6 +57,22 @@ from common import field
 # ──────────────────────────────────────────────────────────────────────────────────────────────────────
 
 REWARDS = ("em", "prob", "grpo", "return")
+# The official recipe (act-prm-tinker: configs/trainer/qwen3_4b_aprm.yaml, configs/generator/aprm_qwen3.yaml,
+# configs/environments/act_prm/textworld.yaml) as a preset of flags: `--recipe paper` sets each flag not given on
+# the command line. Theirs samples fresh thoughts for every batch of 16 states; here an E-step infers thoughts for
+# every step of D and the M-step then takes ~9 batches of 16 (20 compact demonstrations hold ~135 steps), so 111
+# E/M rounds are their 1,000 batches. flag -> (value, where it comes from).
+PAPER_RECIPE: dict[str, tuple[Any, str]] = {
+    "demos": (20, "20 training demonstrations (num_train_samples, TextWorld)"),
+    "iterations": (111, "1,000 batches (num_batches) / ~9 batches of 16 per E/M round on 20 compact demonstrations"),
+    "m_batch_size": (16, "16 states per batch (batch_size)"),
+    "group_size": (8, "G = 8 thoughts per state (group_size)"),
+    "thought_temperature": (1.0, "thoughts sampled at temperature 1.0"),
+    "reward": ("em", "reward_method em (Eq. 6)"),
+    "m_lr": (4e-5, "learning rate 4e-5 (a LoRA adapter, as here)"),
+    "lora_r": (32, "LoRA rank 32"),
+    "eval_every": (111, "evaluate the last π only: a row per round would cost more than the rounds"),
+}
 demos_flag = common.flag_group("demonstrations")  # field() in one --help group
 e_step_flag = common.flag_group("E-step")
 m_step_flag = common.flag_group("M-step")
@@ -67,6 +83,7 @@ baseline_flag = common.flag_group("baselines")
 class Args(common.BaseArgs):
     """Model, environment, π0 and evaluation flags come from common.BaseArgs; these are Action-PRM's."""
 
+    RECIPES = {"paper": PAPER_RECIPE}  # --recipe NAME: a preset of flags (common.parse_args); not a field
     # π0 (overrides BaseArgs.sft_demos: the right default depends on the model)
     sft_demos: int | None = field(None, "expert episodes with reasons to behaviour-clone π0 (default: 2000 for "
                                   "--model tiny, else 0: π0 is the pretrained model)", group="pi0")
@@ -92,6 +109,7 @@ class Args(common.BaseArgs):
     m_epochs: float = m_step_flag(1.0, "passes over the E-step's groups per M-step")
     m_lr: float = m_step_flag(5e-4, "policy learning rate (LoRA adapter)")
     m_batch_size: int = m_step_flag(4, "demonstration steps per optimizer step, each with its G thoughts")
+    eval_every: int = m_step_flag(1, "evaluate π_i (success, held-out likelihood) every this many rounds, and the last")
     # baselines
     sft_baseline: bool = baseline_flag(True, "also train the SFT baselines on the actions, and with the hidden "
                                        "reasons (an upper bound)")
@@ -118,6 +136,7 @@ class Args(common.BaseArgs):
         common.require(self.group_size >= 1, "--group-size must be at least 1")
         common.require(0.0 < self.gamma <= 1.0, f"--gamma must be in (0, 1], got {self.gamma}")
         common.require(self.iterations >= 1, "--iterations must be at least 1")
+        common.require(self.eval_every >= 1, f"--eval-every must be at least 1, got {self.eval_every}")
         common.require(self.demos_file is not None or self.demos >= 1,
                        "--demos must be at least 1 (or give --demos-file)")
         if self.model == "tiny" and self.sft_demos < 1 and not self.policy:
@@ -629,7 +648,8 @@ def main(args: Args) -> dict[str, Any]:
                       adapter=(agent, "policy", f"{it}/policy"))
         print(f"[{it}] M-step: {m['m_steps']} steps on {m['m_groups']} groups, "
               f"last loss {m.get('m_loss', math.nan):.3f}")
-        add_row(f"Action-PRM π{i}")
+        if i % args.eval_every == 0 or i == args.iterations:
+            add_row(f"Action-PRM π{i}")
 
     # ── Output: the demonstrations with θ_K's thoughts filled in (a product on its own) ──
     def infer_final_thoughts() -> dict[str, float]:

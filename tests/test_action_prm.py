@@ -110,6 +110,25 @@ def test_args_defaults_and_quick():
         action_prm.Args(sft_demos=0)  # a random tiny model cannot write thoughts
 
 
+def test_paper_recipe_presets_the_official_action_prm_flags():
+    """--recipe paper: act-prm-tinker's numbers, and --iterations × the batches of one round ≈ their 1,000 batches on
+    20 compact demonstrations; the README names every flag of the preset."""
+    from pathlib import Path
+
+    paper = common.parse_args(action_prm.Args, "", ["--recipe", "paper"])
+    for name, (value, source) in action_prm.PAPER_RECIPE.items():
+        assert getattr(paper, name) == value and source
+    assert (paper.group_size, paper.m_batch_size, paper.m_lr, paper.lora_r, paper.reward) == (8, 16, 4e-5, 32, "em")
+    steps = sum(len(d.steps) for d in envs.expert_demonstrations("household-compact", "train", paper.demos, start=2000))
+    assert 900 <= paper.iterations * math.ceil(steps / paper.m_batch_size) <= 1100
+    assert common.parse_args(action_prm.Args, "", ["--recipe", "paper", "--demos", "5"]).demos == 5
+    assert common.parse_args(action_prm.Args, "", []).eval_every == 1  # no recipe: every round evaluated
+    with pytest.raises(common.UserError, match="eval-every"):
+        action_prm.Args(eval_every=0)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert all(f"`--{name.replace('_', '-')} {value}`" in readme for name, (value, _) in action_prm.PAPER_RECIPE.items())
+
+
 # ── thoughts, actions, tokens ────────────────────────────────────────────────────────────────────────────
 
 @pytest.mark.parametrize("text,thought,cut,own", [

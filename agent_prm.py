@@ -636,10 +636,7 @@ def main(args: Args) -> dict[str, Any]:
     run.write_json("summary.json", summary)
     common.print_tables("AgentPRM", args, rows)
     print(f"\nbest policy on {validation}: {best}   (run folder: {run.path})")
-    start = dict(rows).get("π0", {}).get(validation)
-    if best != "π0" and start and start["success"] > policies[best][validation]["success"]:  # not a candidate (l. 9)
-        print(f"note: π0 ({start['success']:.1f}%) scores above {best} ({policies[best][validation]['success']:.1f}%) "
-              f"on {validation}; Alg. 1 returns the best of π1..πK only")
+    common.note_start_above_best(rows, "π0", best, validation)
     return summary
 
 

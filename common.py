@@ -1379,6 +1379,15 @@ def print_tables(algo: str, args: BaseArgs, rows: Sequence[tuple[str, dict[str, 
         print(format_table([(name, row[split]) for name, row in rows]))
 
 
+def note_start_above_best(rows: Sequence[tuple[str, dict[str, Any]]], start: str, best: str, split: str) -> None:
+    """Algorithms 1 and 2 return the best of π1..πK on the validation split, never π0: say so when π0 scores above it."""
+    table = dict(rows)
+    if best != start and start in table and best in table and \
+            table[start][split]["success"] > table[best][split]["success"]:
+        print(f"note: {start} ({table[start][split]['success']:.1f}%) scores above {best} "
+              f"({table[best][split]['success']:.1f}%) on {split}; the algorithm returns the best of π1..πK only")
+
+
 def paper_name(policy_index: int, prm_index: int | None = None, n: int | None = None) -> str:
     """Row names as in the paper's Table 1, where Q_j is the PRM trained on π_j's rollouts (Algorithm 1 calls
     that PRM Q_{j+1}): BoN(π_1, Q_0) is π_1 with the PRM of iteration 1."""

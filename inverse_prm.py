@@ -602,6 +602,7 @@ def main(args: Args) -> dict[str, Any]:
     run.write_json("summary.json", summary)
     common.print_tables("InversePRM", args, rows)
     print(f"\nbest policy on {validation}: {best}   (run folder: {run.path})")
+    common.note_start_above_best(rows, "InversePRM π0", best, validation)
     return summary
 
 

@@ -480,3 +480,15 @@ def test_evaluate_row_adds_per_step_records_and_is_cached(tmp_path):
     args.eval_games = 4  # another number of games: evaluated anew
     assert common.evaluate_row(NoAdapters(), run, args, "Expert", make_policy=make_policy)[
         "eval_in_distribution"]["episodes"] == 4
+
+
+def test_note_start_above_best_only_when_pi0_beats_the_chosen_policy(capsys):
+    def row(success):
+        return {"eval_in_distribution": {"success": success}}
+
+    common.note_start_above_best([("π0", row(72.0)), ("π1", row(6.0))], "π0", "π1", "eval_in_distribution")
+    assert "π0 (72.0%) scores above π1 (6.0%)" in capsys.readouterr().out
+    common.note_start_above_best([("π0", row(6.0)), ("π1", row(72.0))], "π0", "π1", "eval_in_distribution")
+    common.note_start_above_best([("π0", row(6.0)), ("π1", row(6.0))], "π0", "π1", "eval_in_distribution")
+    common.note_start_above_best([("π0", row(72.0))], "π0", "π0", "eval_in_distribution")  # no π_i: π0 is returned
+    assert capsys.readouterr().out == ""

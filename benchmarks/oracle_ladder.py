@@ -261,8 +261,7 @@ def prm_against_oracle(agent: common.AgentModel, args: agent_prm.Args, states: S
         key = "prm_tie" if p0 == p1 else "same_order" if (m0 - m1) * (p0 - p1) > 0 else "reversed"
         counts[key] += 1
         counts["logp_same" if (m0 - m1) * (l0 - l1) > 0 else "logp_reversed"] += 1
-        admissible = env_at(messages).admissible_commands
-        in0, in1 = (envs.parse_response(x.text).action in admissible for x in group)
+        in0, in1 = admissible_scores([env_at(messages)], [group], args.invalid_penalty)[0]  # both usable: 1 / 0
         if in0 != in1:  # +1 where the first response's action is the admissible one
             sign = 1 if in0 else -1
             counts["admissibility_differs"] += 1
@@ -336,9 +335,8 @@ def oracle_prm_dataset(agent: common.AgentModel, args: agent_prm.Args, states: S
         samples = common.generate(agent.peft, agent.codec, states, n=k, temperature=args.dpo_temperature,
                                   max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                                   progress="π0's samples at Stage 3's states")  # [S][k]
-    if target == "admissible":  # 1 / 0 by the list; -1: a response without a usable action
-        targets = [[float(envs.parse_response(x.text).action in env_at(m).admissible_commands)
-                    if agent_prm.is_valid_sample(x) else -1.0 for x in group] for m, group in zip(states, samples)]
+    if target == "admissible":  # [S][k] 1 / 0 by the list, -1 when unusable
+        targets = admissible_scores([env_at(m) for m in states], samples, invalid_penalty=1.0)
     else:
         targets = score(states, samples)  # [S][k] Q^μ, -penalty when unusable
     rows = []
@@ -492,22 +490,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows.append(("π0", common.evaluate_row(agent, out, args, "π0")))
 
     # ── rung 1: Best-of-N with Q^μ at every turn, BoN(π0, Q^μ) ──
-    for n in common.best_of_n_sizes(cli.bon_n):
-        def bon(split: str, n: int = n):
-            log: dict[str, list[dict]] = defaultdict(list)
-            return oracle_bon_policy(agent, args, n, log, cli.hidden_worlds), log
+    # (--bon-admissible: the same rows scored by list membership alone, BoN(π0, admissible))
+    for label, listed in [(oracle, False)] + ([("admissible", True)] if cli.bon_admissible else []):
+        for n in common.best_of_n_sizes(cli.bon_n):
+            def bon(split: str, n: int = n, listed: bool = listed):
+                log: dict[str, list[dict]] = defaultdict(list)
+                return oracle_bon_policy(agent, args, n, log, cli.hidden_worlds, admissible=listed), log
 
-        common.set_seed(args.seed)
-        name = f"BoN(π0,{oracle}) N={n}"
-        rows.append((name, common.evaluate_row(agent, out, args, name, make_policy=bon)))
-    for n in common.best_of_n_sizes(cli.bon_n) if cli.bon_admissible else []:
-        def bon_listed(split: str, n: int = n):
-            log: dict[str, list[dict]] = defaultdict(list)
-            return oracle_bon_policy(agent, args, n, log, admissible=True), log
-
-        common.set_seed(args.seed)
-        name = f"BoN(π0,admissible) N={n}"
-        rows.append((name, common.evaluate_row(agent, out, args, name, make_policy=bon_listed)))
+            common.set_seed(args.seed)
+            name = f"BoN(π0,{label}) N={n}"
+            rows.append((name, common.evaluate_row(agent, out, args, name, make_policy=bon)))
 
     rollouts = cli.run / "iter1" / "rollouts.jsonl"  # Stage 1 of the run: D's states (needs_stage1: it exists)
     trajectories = [envs.Trajectory.from_json(json.loads(line))

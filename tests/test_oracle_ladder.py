@@ -59,6 +59,16 @@ def test_oracle_scores_penalise_unusable_responses_like_the_learned_prm():
     assert q[0][0] == pytest.approx(oracle_ladder.oracle_q(env, expert, GAMMA)) and q[0][1:] == [-1.0, -1.0]
 
 
+class _Agent:
+    """What the checks touch of an AgentModel once common.generate and the scoring are replaced by the tests."""
+    peft = None
+    codec = types.SimpleNamespace(prompt_ids=lambda messages: [0])
+    tokenizer = types.SimpleNamespace(pad_token_id=0)
+
+    def role(self, name):
+        return contextlib.nullcontext()
+
+
 def test_stage3_oracle_scores_each_prompt_at_its_own_replayed_state():
     args = agent_prm.Args(env="household-compact", sft_demos=0, model="smollm2-135m", first_task=5, train_tasks=2,
                           gamma=GAMMA)
@@ -89,21 +99,13 @@ def test_prm_check_counts_the_pairs_the_prm_orders_as_q_mu_does(monkeypatch):
         return [[common.Sample(f"ACTION: {max(ok, key=lambda a: q_mu(m, a))}", [1], True),
                  common.Sample("ACTION: take moon 1 from sky 1", [2], True)] for m, ok in zip(prompts, admissible)]
 
-    class Agent:  # what prm_against_oracle touches of an AgentModel, once generation and scoring are replaced
-        peft = None
-        codec = types.SimpleNamespace(prompt_ids=lambda messages: [0])
-        tokenizer = types.SimpleNamespace(pad_token_id=0)
-
-        def role(self, name):
-            return contextlib.nullcontext()
-
     monkeypatch.setattr(common, "generate", fake_generate)
     monkeypatch.setattr(common, "continuation_logprobs", lambda lm, prompts, continuations, pad_id:
                         (torch.tensor([[-2.0, -1.0]] * len(prompts)), None))  # [S, 2]: the wasted turn is likelier
     for sign, key in ((1, "same_order"), (-1, "reversed")):
         monkeypatch.setattr(agent_prm, "score_samples", lambda agent, prompts, samples, *rest, sign=sign:
                             [[sign * q for q in row] for row in score(prompts, samples)])
-        counts = oracle_ladder.prm_against_oracle(Agent(), args, states, score, n_states=8, env_at=env_at)
+        counts = oracle_ladder.prm_against_oracle(_Agent(), args, states, score, n_states=8, env_at=env_at)
         assert counts["states"] == 8 and counts["separated"] == 8 and counts[key] == 8 and counts["prm_tie"] == 0
         assert counts["same_dpo_pair"] == (8 if sign == 1 else 0) and counts["dpo_pairs_oracle"] == 8
         assert counts["logp_same"] == 0 and counts["logp_reversed"] == 8
@@ -148,14 +150,8 @@ def test_relabel_prm_rows_are_the_distinct_usable_actions_with_their_q_mu(monkey
                 [common.Sample("REASON: c\nACTION: inventory", [2], True), common.Sample("no action", [3], True)]
                 for m in prompts]
 
-    class Agent:
-        peft = codec = None
-
-        def role(self, name):
-            return contextlib.nullcontext()
-
     monkeypatch.setattr(common, "generate", fake_generate)
-    rows = oracle_ladder.oracle_prm_dataset(Agent(), args, states, score, env_at, k=4)
+    rows = oracle_ladder.oracle_prm_dataset(_Agent(), args, states, score, env_at, k=4)
     T = len(episode.steps)
     assert len(rows) == 2 * T and {r.game_id for r in rows} == {episode.game_id}
     for t in range(T):
@@ -191,17 +187,11 @@ def test_relabel_prm_admissible_targets_are_one_for_listed_actions_and_zero_for_
                  common.Sample("ACTION: take moon 1 from sky 1", [2], True), common.Sample("no action", [3], True)]
                 for m in prompts]
 
-    class Agent:
-        peft = codec = None
-
-        def role(self, name):
-            return contextlib.nullcontext()
-
     def no_oracle(prompts, samples):
         raise AssertionError("admissible targets need no Q^μ")
 
     monkeypatch.setattr(common, "generate", fake_generate)
-    rows = oracle_ladder.oracle_prm_dataset(Agent(), args, states, no_oracle, env_at, k=3, target="admissible")
+    rows = oracle_ladder.oracle_prm_dataset(_Agent(), args, states, no_oracle, env_at, k=3, target="admissible")
     expected = [row for step in episode.steps for row in ((step.action, 1.0), ("take moon 1 from sky 1", 0.0))]
     assert [(r.action, r.target) for r in rows] == expected
 

@@ -28,8 +28,8 @@ Algorithm, as implemented below:
        M-step (policy update):
   8.     θ_{n+1}: ascend Σ_g R_t^(g) log p_θ(z_t^(g), x_t | s_t) over thought AND action tokens (7) (LoRA).
   9. Outputs: the demonstrations with θ_K's thoughts filled in, the policy adapter θ_K, metrics; evaluated by
-     held-out action likelihood with vs without thoughts, env success vs two SFT baselines, and the overlap of
-     the inferred thoughts with the expert's hidden reasons.
+     held-out action likelihood with vs without thoughts, env success vs three SFT baselines (actions only, the
+     hidden reasons, the inferred thoughts), and the overlap of the inferred thoughts with the hidden reasons.
 
     python action_prm.py --quick                        # tiny model on CPU, one iteration in a few minutes
     python action_prm.py --model llama-3.2-3b           # one 24 GB GPU (4-bit base + LoRA); see README
@@ -111,8 +111,8 @@ class Args(common.BaseArgs):
     m_batch_size: int = m_step_flag(4, "demonstration steps per optimizer step, each with its G thoughts")
     eval_every: int = m_step_flag(1, "evaluate π_i (success, held-out likelihood) every this many rounds, and the last")
     # baselines
-    sft_baseline: bool = baseline_flag(True, "also train the SFT baselines on the actions, and with the hidden "
-                                       "reasons (an upper bound)")
+    sft_baseline: bool = baseline_flag(True, "also train the SFT baselines from π0: on the actions, with the hidden "
+                                       "reasons (an upper bound), and with θ_K's inferred thoughts filled in")
     sft_baseline_epochs: float = baseline_flag(2.0, "epochs of the SFT baselines")
     sft_baseline_lr: float = baseline_flag(5e-4, "learning rate of the SFT baselines (LoRA adapter)")
 
@@ -599,7 +599,7 @@ def main(args: Args) -> dict[str, Any]:
     run.write_jsonl("demonstrations.jsonl", action_only)
     run.write_jsonl("heldout_demonstrations.jsonl", [envs.strip_reasons(d) for d in heldout])
 
-    # ── π0 (Algorithm step 1) and the two SFT baselines, fine-tuned copies of π0 on the same demonstrations ──
+    # ── π0 (Algorithm step 1) and two SFT baselines, fine-tuned copies of π0 on the same demonstrations ──
     agent = initial_policy(args, run, runtime, quantize)
     rows: list[tuple[str, dict]] = []
     likelihood: list[tuple[str, dict | None]] = []
@@ -622,6 +622,7 @@ def main(args: Args) -> dict[str, Any]:
                 (envs.trajectory_messages(d, t, hw, history_reasons=args.history_reasons), s.response)
                 for d in demos for t, s in enumerate(d.steps)], desc="SFT baseline sft_reasons")
             add_row("SFT expert reasons", role="sft_reasons")
+        agent.add_role("pi0", copy_from="policy")  # π0 kept for the baseline on the inferred thoughts (after EM)
 
     for i in range(1, args.iterations + 1):
         it = f"iter{i}"
@@ -660,6 +661,12 @@ def main(args: Args) -> dict[str, Any]:
         return stats
 
     final = run.stage("final_thoughts", infer_final_thoughts, save_as="final_thoughts.json")
+    if args.sft_baseline:  # what the inferred thoughts teach as plain SFT data: π0 fine-tuned on them, like the others
+        inferred = envs.load_trajectories(str(run.path / "demonstrations_with_thoughts.jsonl"))
+        common.sft_baseline(agent, run, args, "sft_inferred", [
+            (envs.trajectory_messages(d, t, args.history_window, history_reasons=args.history_reasons), s.response)
+            for d in inferred for t, s in enumerate(d.steps)], desc="SFT baseline sft_inferred", copy_from="pi0")
+        add_row("SFT inferred thoughts", role="sft_inferred")
     summary = {"rows": dict(rows), "heldout_likelihood": {n: m for n, m in likelihood if m is not None},
                "final_thoughts": final, "policy_adapter": str(run.path / f"iter{args.iterations}" / "policy"),
                "demonstrations_with_thoughts": str(run.path / "demonstrations_with_thoughts.jsonl")}

@@ -1179,11 +1179,11 @@ def sft(lm, codec: ChatCodec, params: Sequence[torch.nn.Parameter], examples: Se
 
 
 def sft_baseline(agent: AgentModel, run: RunDir, args: Any, role: str, examples: Sequence[tuple[list[dict], str]],
-                 desc: str) -> None:
-    """A baseline: a copy of π0's adapter fine-tuned by SFT on `examples` (--sft-baseline-epochs, --sft-baseline-lr),
-    in the adapter `role`; saved to <run>/<role>, reloaded when resuming."""
+                 desc: str, copy_from: str = "policy") -> None:
+    """A baseline: a copy of π0's adapter (the role `copy_from` holds it) fine-tuned by SFT on `examples`
+    (--sft-baseline-epochs, --sft-baseline-lr), in the adapter `role`; saved to <run>/<role>, reloaded when resuming."""
     def train() -> None:
-        agent.add_role(role, copy_from="policy")
+        agent.add_role(role, copy_from=copy_from)
         with agent.role(role):
             sft(agent.peft, agent.codec, agent.trainable_parameters(role), examples, args.sft_baseline_epochs,
                 args.sft_baseline_lr, args.sft_batch_size, args.seed, desc=desc)

@@ -58,6 +58,8 @@ PAPER_RECIPE: dict[str, tuple[Any, str]] = {
     "dpo_prompts": (60, "Stage 3: 60 prompts per optimizer step, two samples each"),
     "dpo_temperature": (0.7, "Stage 3: sampling temperature 0.7"),
     "dpo_beta": (0.03, "Stage 3: β = 0.03"),
+    "dpo_lr": (1e-4, "Stage 3: the adapter's lr, from a sweep against the exact Q^μ at this recipe (docs/findings.md: "
+               "5e-4 and 2e-4 lower π0, 1e-4 keeps it; the official 8e-7 fine-tunes all weights of a 3B model)"),
     "max_new_tokens": (64, "Stage 3: 64-token responses"),
 }
 

@@ -62,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import agent_prm  # noqa: E402
 import common  # noqa: E402
 import envs  # noqa: E402
-from prm_diagnostics import load_prm, load_run, prm_replaced_by  # noqa: E402
+from prm_diagnostics import is_inverse_run, load_prm, load_run, prm_replaced_by  # noqa: E402
 
 
 def expert_return(env: envs.TextEnv, gamma: float) -> float:
@@ -515,7 +515,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if cli.prm_check:
         if not (out.path / "prm_check.json").exists():
             out.write_json("prm_check.json", prm_against_oracle(agent, args, states, score, cli.prm_check, env_at))
-        print_prm_check("Q0", out.read_json("prm_check.json"), args.dpo_temperature)
+        # the run's PRM: AgentPRM's Q0 (trained on π0's rollouts), InversePRM's Q1 (Alg. 2's first)
+        print_prm_check("Q1" if is_inverse_run(cli.run) else "Q0", out.read_json("prm_check.json"), args.dpo_temperature)
 
     # ── which stage loses the ranking: Stage 1's targets Q̂ and Stage 2's Q0 against Q^μ at D's own pairs ──
     if cli.target_check:

@@ -17,11 +17,21 @@ AgentPRM's Stage 1 on 16 games, InversePRM on 64 demonstrations and 24 rollout g
 demonstrations). --full takes the sizes of the earlier, several-hour tables (3 epochs, 30 games, the scripts'
 default demonstrations and rollouts).
 
+--recipe paper runs every script at its official recipe (each script's `--recipe paper`) on --env (the compact
+preset, `household-compact`, is the one the recipes fit on 2 cores): π0 cloned on 2,000 expert games for 2 epochs,
+100 games per evaluation split, and two rungs of benchmarks/oracle_ladder.py per seed (ladder_bon: BoN(π0, Q^μ) for
+N in --bon-n; ladder_dpo: Stage 3 against Q^μ at the AgentPRM run's settings). One seed takes ~4 hours of one core,
+so it runs in parts (`--seeds S --only STEP ...`, any number of sessions): after each job its small result files
+(args.json, summary.json, evals.json, ladder.json) are copied to --parts (benchmarks/parts/<env>_paper), which is
+committed, and the tables are made from there, so `--no-run` re-makes them from a clean checkout.
+
 Every script resumes from its run folder, so an interrupted reproduce.py picks up where it stopped.
 
     python benchmarks/reproduce.py                 # 3 seeds, everything: about an hour on 2 cores
     python benchmarks/reproduce.py --full          # the same at the larger sizes: several hours
     python benchmarks/reproduce.py --quick         # every script's --quick, 1 seed: checks the pipeline
+    python benchmarks/reproduce.py --env household-compact --recipe paper --seeds 1   # one seed's part
+    python benchmarks/reproduce.py --env household-compact --recipe paper --no-run    # tables from the parts
 """
 
 from __future__ import annotations
@@ -41,6 +51,16 @@ sys.path.insert(0, str(ROOT))
 
 
 STEPS = ["agent_prm", "inverse_prm", "action_prm", "bon_curve"]
+# the size flags that are one script's flag: reproduce.py's flag -> (script, its flag)
+SCRIPT_SIZES = {"--agent-train-tasks": ("agent_prm", "--train-tasks"), "--inverse-demos": ("inverse_prm", "--demos"),
+                "--inverse-train-tasks": ("inverse_prm", "--train-tasks"), "--action-demos": ("action_prm", "--demos"),
+                "--action-heldout-demos": ("action_prm", "--heldout-demos")}
+LADDER_STEPS = ["ladder_bon", "ladder_dpo"]  # --recipe paper only: the oracle ladder's two rungs per seed
+# What --recipe paper sets beside each script's own `--recipe paper` (flag -> value; a size flag given wins):
+# π0 as the compact preset's runs of docs/findings.md (2,000 × 2: π0 in the paper's 40-70% regime), 100 games per
+# evaluation split (the issue's ≥ 100; one evaluation of 100 games moves by about ±5 points).
+RECIPE_SIZES = {"--sft-epochs": 2.0, "--eval-games": 100}
+KEPT_FILES = {"args.json", "summary.json", "evals.json", "ladder.json"}  # what --parts keeps of a run folder
 # (flag, default: about an hour on 2 cores, --full: the earlier tables' size, what it sets). The full values
 # are the scripts' own defaults, except --eval-games (the scripts': 50).
 SIZES = [
@@ -62,6 +82,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bon-n", type=int, nargs="+", default=[1, 2, 4, 8, 16],
                    help="N values of the Best-of-N curve BoN(π0, Q0) (Fig. 2b)")
     p.add_argument("--iterations", type=int, default=2, help="AgentPRM iterations")
+    p.add_argument("--env", default="household", help="environment of every script (household-compact: the compact "
+                   "preset the recipes fit on)")
+    p.add_argument("--recipe", choices=["paper"], help="every script at its official recipe (`--recipe paper`), "
+                   "π0 cloned for 2 epochs, 100 games per split, the oracle ladder's rungs; the size flags below are "
+                   "not passed unless given")
+    p.add_argument("--parts", help="folder the small result files of every finished job are copied to, and the "
+                   "tables read from (default with --recipe: benchmarks/parts/<env>_<recipe>; else none: --out)")
     sizes = p.add_argument_group("sizes", "the defaults fit about an hour on 2 cores; with --full, each takes "
                                  "the value its help names after '--full:'")
     for flag, hour, full, what in SIZES:
@@ -69,20 +96,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--full", action="store_true", help="the larger sizes of the earlier tables (several hours on "
                    "2 cores) for every size flag not given")
     p.add_argument("--quick", action="store_true", help="every script with --quick and one seed: a pipeline check")
-    p.add_argument("--out", default=str(ROOT / "runs" / "reproduce"), help="folder of the per-seed run folders")
-    p.add_argument("--results", default=str(ROOT / "benchmarks" / "results.md"), help="the Markdown table written")
-    p.add_argument("--only", nargs="+", choices=STEPS, default=STEPS,
-                   help="run only these steps of each seed's pipeline (the rest is still aggregated if present)")
+    p.add_argument("--out", help="folder of the per-seed run folders (default: runs/reproduce, with --recipe "
+                   "runs/reproduce_<env>_<recipe>)")
+    p.add_argument("--results", help="the Markdown tables written (default: benchmarks/results.md, with --recipe "
+                   "benchmarks/results_<env>_<recipe>.md; README.md's results block comes from the former only)")
+    p.add_argument("--only", nargs="+", choices=STEPS + LADDER_STEPS, help="run only these steps of each seed's "
+                   "pipeline (default: all; the ladder's with --recipe only); the rest is still aggregated if present")
     p.add_argument("--no-bon-rows", action="store_true", help="AgentPRM and InversePRM without their Best-of-N "
                    "rows (--bon-n 0): each costs ~N policy evaluations; the curve step still runs BoN")
-    p.add_argument("--no-run", action="store_true", help="only aggregate the run folders already in --out")
+    p.add_argument("--no-run", action="store_true", help="only aggregate the run folders already in --out "
+                   "(with --parts: the parts there)")
     p.add_argument("--no-readme", action="store_true", help="do not copy the tables into README.md")
     p.add_argument("--bon-curve", metavar="RUN", help=argparse.SUPPRESS)  # internal: one BoN curve, in a subprocess
     args = p.parse_args(argv)
+    args.given_sizes = [flag for flag, *_ in SIZES if getattr(args, flag[2:].replace("-", "_")) is not None]
     for flag, hour, full, _ in SIZES:
         name = flag[2:].replace("-", "_")
         if getattr(args, name) is None:
-            setattr(args, name, full if args.full else hour)
+            setattr(args, name, RECIPE_SIZES.get(flag, hour) if args.recipe else full if args.full else hour)
+    if args.recipe and (args.full or args.quick):
+        p.error("--recipe paper sets its own sizes: not with --full or --quick")
+    if args.only is None:
+        args.only = STEPS + LADDER_STEPS if args.recipe else STEPS
+    elif not args.recipe and set(args.only) & set(LADDER_STEPS):
+        p.error("the ladder steps run with --recipe paper only")
+    tag = f"_{args.env}_{args.recipe}" if args.recipe else ""
+    args.out = args.out or str(ROOT / "runs" / f"reproduce{tag}")
+    args.results = args.results or str(ROOT / "benchmarks" / f"results{tag}.md")
+    if args.parts is None and args.recipe:
+        args.parts = str(ROOT / "benchmarks" / "parts" / tag[1:])
     if args.quick and argv is not None and "--seeds" not in argv:
         args.seeds = args.seeds[:1]
     args.command = " ".join(["python benchmarks/reproduce.py", *(argv or [])])
@@ -124,9 +166,22 @@ def clone_pi0(args: argparse.Namespace) -> Path:
     given SFT policy; the seeds vary the rollouts, the PRMs and the policy updates."""
     pi0_run = Path(args.out) / "pi0"
     sizes = ["--quick"] if args.quick else ["--eval-games", str(args.eval_games), "--sft-epochs", str(args.sft_epochs)]
-    run_script([sys.executable, "agent_prm.py", "--seed", "0", "--iterations", "0", "--out", str(pi0_run), *sizes],
-               Path(args.out) / "pi0.log", os.cpu_count() or 1)
+    run_script([sys.executable, "agent_prm.py", "--env", args.env, "--seed", "0", "--iterations", "0", "--out",
+                str(pi0_run), *sizes], Path(args.out) / "pi0.log", os.cpu_count() or 1)
+    keep(args, pi0_run)
     return pi0_run
+
+
+def keep(args: argparse.Namespace, run: Path) -> None:
+    """With --parts: copy the small result files of a finished run folder (the KEPT_FILES at any depth in it) to
+    the same place under --parts, where the tables are read from."""
+    if not args.parts:
+        return
+    for f in run.rglob("*.json"):
+        if f.name in KEPT_FILES:
+            target = Path(args.parts) / f.relative_to(Path(args.out))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(f.read_text())
 
 
 def seed_commands(seed: int, args: argparse.Namespace, pi0_run: Path) -> dict[str, list[str]]:
@@ -134,15 +189,19 @@ def seed_commands(seed: int, args: argparse.Namespace, pi0_run: Path) -> dict[st
     py, base = sys.executable, Path(args.out) / f"s{seed}"
     pi0_args = json.loads((pi0_run / "args.json").read_text())
     # π0 = the cloned tiny model, no further cloning; algorithm games start after π0's cloning games
-    shared = ["--seed", str(seed), "--model", str(pi0_run / "pi0_base"), "--sft-demos", "0",
+    shared = ["--env", args.env, "--seed", str(seed), "--model", str(pi0_run / "pi0_base"), "--sft-demos", "0",
               "--first-task", str(pi0_args["first_task"])]
-    sizes = {"agent_prm": ["--train-tasks", str(args.agent_train_tasks)],
-             "inverse_prm": ["--demos", str(args.inverse_demos), "--train-tasks", str(args.inverse_train_tasks)],
-             "action_prm": ["--demos", str(args.action_demos), "--heldout-demos", str(args.action_heldout_demos)]}
+    sizes: dict[str, list[str]] = {"agent_prm": [], "inverse_prm": [], "action_prm": []}
+    for flag, (script, own_flag) in SCRIPT_SIZES.items():  # with --recipe, only the sizes given
+        if not args.recipe or flag in args.given_sizes:
+            sizes[script] += [own_flag, str(getattr(args, flag[2:].replace("-", "_")))]
     # π0 was cloned on prompts whose history shows environment actions only (agent_prm's default); Action-PRM
     # by default carries its inferred thoughts in the history, which this π0 never saw, so it runs without.
     always = {"agent_prm": ["--iterations", str(args.iterations)], "inverse_prm": [],
               "action_prm": ["--no-history-reasons"]}
+    if args.recipe:  # each script's own recipe
+        always = {script: ["--recipe", args.recipe, *flags] for script, flags in always.items()}
+        always["agent_prm"] += ["--bon-n", "4"]  # BoN(π_i, Q) rows at N = 4; the curve step has every N of π0's
     commands = {}
     for script in ("agent_prm", "inverse_prm", "action_prm"):
         own = ["--quick"] if args.quick else ["--eval-games", str(args.eval_games), *sizes[script]]
@@ -151,31 +210,43 @@ def seed_commands(seed: int, args: argparse.Namespace, pi0_run: Path) -> dict[st
     # The N curve reuses π0 and Q0 of the AgentPRM run (a separate process, so its thread count is set alike).
     commands["bon_curve"] = [py, str(Path(__file__).resolve()), "--bon-curve", str(base / "agent_prm"), "--bon-n",
                              *[str(n) for n in args.bon_n], *(["--quick"] if args.quick else [])]
+    # The oracle ladder on the AgentPRM run: BoN(π0, Q^μ) on the validation split; Stage 3 against Q^μ at the
+    # run's own Stage-3 settings (--dpo-lr without a value: the run's learning rate), on every split.
+    ladder = [py, str(ROOT / "benchmarks" / "oracle_ladder.py"), str(base / "agent_prm"), "--eval-games",
+              str(args.eval_games)]
+    commands["ladder_bon"] = [*ladder, "--bon-n", *[str(n) for n in args.bon_n], "--eval-splits",
+                              "eval_in_distribution", "--out", str(base / "ladder_bon")]
+    commands["ladder_dpo"] = [*ladder, "--bon-n", "0", "--dpo-lr", "--out", str(base / "ladder_dpo")]
     return {step: cmd for step, cmd in commands.items() if step in args.only}
 
 
 def run_seeds(args: argparse.Namespace, pi0_run: Path, threads: int) -> None:
     """Every (seed, step) is one job of a pool of --jobs workers, so the cores stay busy until the last job
     (a pool of whole seed pipelines would leave a core idle while the third of 3 seeds runs alone). A seed's
-    curve waits for its AgentPRM run; curves are queued last, so by the time a worker takes one, that run
-    has started, and waiting cannot deadlock the pool."""
+    curve and ladder rungs wait for its AgentPRM run; they are queued last, so by the time a worker takes one,
+    that run has started, and waiting cannot deadlock the pool."""
     commands = {s: seed_commands(s, args, pi0_run) for s in args.seeds}
     log = lambda s, step: Path(args.out) / f"s{s}" / f"{step}.log"  # noqa: E731
+
+    def job(seed: int, step: str) -> None:
+        run_script(commands[seed][step], log(seed, step), threads)
+        keep(args, Path(args.out) / f"s{seed}" / ("agent_prm/bon_curve" if step == "bon_curve" else step))
+
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        agent_runs = {s: pool.submit(run_script, cmds["agent_prm"], log(s, "agent_prm"), threads)
-                      for s, cmds in commands.items() if "agent_prm" in cmds}
+        agent_runs = {s: pool.submit(job, s, "agent_prm") for s, cmds in commands.items() if "agent_prm" in cmds}
         jobs = list(agent_runs.values())
-        jobs += [pool.submit(run_script, cmds[step], log(s, step), threads)
-                 for step in ("inverse_prm", "action_prm") for s, cmds in commands.items() if step in cmds]
+        jobs += [pool.submit(job, s, step) for step in ("inverse_prm", "action_prm")
+                 for s, cmds in commands.items() if step in cmds]
 
-        def curve(seed: int, cmd: list[str]) -> None:
+        def after_agent_run(seed: int, step: str) -> None:
             if seed in agent_runs:
-                agent_runs[seed].result()  # re-raises its failure: no curve without π0's PRM
-            run_script(cmd, log(seed, "bon_curve"), threads)
+                agent_runs[seed].result()  # re-raises its failure: no curve or ladder without that run
+            job(seed, step)
 
-        jobs += [pool.submit(curve, s, cmds["bon_curve"]) for s, cmds in commands.items() if "bon_curve" in cmds]
-        for job in jobs:
-            job.result()  # re-raises a failed script's error
+        jobs += [pool.submit(after_agent_run, s, step) for step in ("bon_curve", *LADDER_STEPS)
+                 for s, cmds in commands.items() if step in cmds]
+        for future in jobs:
+            future.result()  # re-raises a failed script's error
 
 
 def bon_curve(run_path: Path, ns: list[int], quick: bool) -> None:
@@ -280,20 +351,31 @@ def shown(path: str | Path) -> str:
         return str(path)
 
 
+def seed_folders(args: argparse.Namespace) -> tuple[Path, list[Path]]:
+    """The folder the tables are read from, and its seed folders: --out's for --seeds, or with --parts every
+    seed whose parts are there, whichever run made them."""
+    folder = Path(args.parts or args.out)
+    seeds = sorted(int(d.name[1:]) for d in folder.glob("s*") if d.name[1:].isdigit()) if args.parts else args.seeds
+    return folder, [folder / f"s{s}" for s in seeds]
+
+
 def aggregate(args: argparse.Namespace) -> str:
     import envs
 
-    seed_dirs = [Path(args.out) / f"s{s}" for s in args.seeds]
+    folder, seed_dirs = seed_folders(args)
+    seeds = [int(d.name[1:]) for d in seed_dirs]
     splits = ["eval_in_distribution", "eval_out_of_distribution"]
     task_types = list(envs.TASK_TYPES)
-    commands_file = Path(args.out) / "commands.txt"
+    commands_file = folder / "commands.txt"
     commands = commands_file.read_text().split("\n") if commands_file.exists() else [args.command]
     commands = list(dict.fromkeys([*(c for c in commands if c), args.command]))  # in order, without repeats
-    lines = ["# Results on the built-in household game (tiny model, CPU)", "",
-             "Made by " + " then ".join(f"`{c}`" for c in commands) + f" (seeds {', '.join(map(str, args.seeds))}; "
-             f"{os.cpu_count()} cores). Every number below is read from the run folders under `{shown(args.out)}`"
+    title = (f"# Results at the official recipes on `{args.env}` (tiny model, CPU)" if args.recipe else
+             "# Results on the built-in household game (tiny model, CPU)")
+    lines = [title, "",
+             "Made by " + " then ".join(f"`{c}`" for c in commands) + f" (seeds {', '.join(map(str, seeds))}; "
+             f"{os.cpu_count()} cores). Every number below is read from the run folders under `{shown(folder)}`"
              f"{' — QUICK sizes: a pipeline check, not a result' if args.quick else ''}.", ""]
-    pi0_args = Path(args.out) / "pi0" / "args.json"
+    pi0_args = folder / "pi0" / "args.json"
     if pi0_args.exists():  # what every row starts from: the shared π0 and how it was cloned
         pi0 = json.loads(pi0_args.read_text())
         lines += [f"π0 (shared by every seed and algorithm): the `{pi0['model']}` model cloned on {pi0['sft_demos']} "
@@ -309,6 +391,14 @@ def aggregate(args: argparse.Namespace) -> str:
                   "| N | " + " | ".join(str(n) for n in sorted(curves)) + " |",
                   "|---|" + "---|" * len(curves),
                   "| success % | " + " | ".join(cell(curves[n]) for n in sorted(curves)) + " |", ""]
+
+    ladder = {name: by_split for step in LADDER_STEPS for name, by_split in rows_of(seed_dirs, step).items()}
+    if ladder:
+        lines += ["## The oracle ladder on each seed's AgentPRM run", "",
+                  "Q^μ(s, a) = r + γ V^expert(s'), the household expert played on from s' (benchmarks/oracle_ladder.py): "
+                  "Best-of-N with it, and Stage 3 against it at the run's own settings; π0 is evaluated again with "
+                  "the ladder's samples.", ""]
+        lines += table(ladder, splits, task_types)
 
     lines += ["## InversePRM (Table 2 shape)", "", "All rows start from the same π0 as AgentPRM; SFT is π0 fine-tuned "
               "on the same demonstrations InversePRM learns from.", ""]
@@ -350,7 +440,7 @@ def plot(args: argparse.Namespace, png: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    seed_dirs = [Path(args.out) / f"s{s}" for s in args.seeds]
+    _, seed_dirs = seed_folders(args)
     fig, (ax_n, ax_i) = plt.subplots(1, 2, figsize=(9, 3.5))
     curves = curve_points(seed_dirs)
     if curves:
@@ -440,9 +530,10 @@ def main(argv: list[str] | None = None) -> None:
     threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
     print(f"reproduce: seeds {args.seeds}, {args.jobs} jobs at a time with {threads} thread(s) each; runs in {args.out}")
     if not args.no_run:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        with open(Path(args.out) / "commands.txt", "a") as log:  # results.md lists every command that ran
-            log.write(args.command + "\n")
+        for folder in dict.fromkeys(f for f in (args.out, args.parts) if f):
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            with open(Path(folder) / "commands.txt", "a") as log:  # results.md lists every command that ran
+                log.write(args.command + "\n")
         t0 = time.time()
         run_seeds(args, clone_pi0(args), threads)
         print(f"reproduce: all runs done in {(time.time() - t0) / 60:.1f} min")
@@ -450,7 +541,7 @@ def main(argv: list[str] | None = None) -> None:
     results = Path(args.results)
     results.write_text(markdown + "\n")
     has_plot = plot(args, results.with_suffix(".png"))
-    if not args.no_readme and not args.quick:
+    if not args.no_readme and not args.quick and not args.recipe:
         update_readme(markdown, has_plot)
     print(markdown)
     print(f"\nwrote {results}" + (f" and {results.with_suffix('.png')}" if has_plot else ""))

@@ -21,7 +21,8 @@ def test_quick_run_writes_every_output(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ["args.json", "metrics.jsonl", "summary.json", "demonstrations.jsonl", "heldout.json",
                  "demonstrations_with_thoughts.jsonl", "iter1/thought_groups.jsonl", "iter1/policy/adapter_config.json",
-                 "sft_actions/adapter_config.json", "sft_reasons/adapter_config.json"]:
+                 "sft_actions/adapter_config.json", "sft_reasons/adapter_config.json",
+                 "sft_inferred/adapter_config.json"]:
         assert (out / name).exists(), name
     # the product: the same demonstrations, every action kept, thoughts filled in; readable by envs.load_trajectories
     given = envs.load_trajectories(out / "demonstrations.jsonl")
@@ -30,8 +31,9 @@ def test_quick_run_writes_every_output(tmp_path):
     assert all(not s.reason for d in given for s in d.steps)  # the algorithm never saw the expert's reasons
     assert any(s.reason for d in inferred for s in d.steps)
     summary = json.loads((out / "summary.json").read_text())
-    assert {"Expert", "π0", "SFT actions only", "SFT expert reasons", "Action-PRM π1"} <= set(summary["rows"])
-    assert {"π0", "Action-PRM π1"} <= set(summary["heldout_likelihood"])
+    assert {"Expert", "π0", "SFT actions only", "SFT expert reasons", "Action-PRM π1",
+            "SFT inferred thoughts"} <= set(summary["rows"])
+    assert {"π0", "Action-PRM π1", "SFT inferred thoughts"} <= set(summary["heldout_likelihood"])
     assert Path(summary["policy_adapter"]).is_dir()
     stages = {json.loads(line).get("stage") for line in (out / "metrics.jsonl").read_text().splitlines()}
     assert {"iter1/e_step", "iter1/m_step", "heldout", "eval"} <= stages

@@ -155,3 +155,59 @@ def test_the_committed_readme_block_is_made_from_the_committed_results():
     block = readme.split("<!-- results:begin -->\n", 1)[1].split("\n<!-- results:end -->", 1)[0]
     results = ROOT / "benchmarks" / "results.md"
     assert block == reproduce.readme_summary(results.read_text(), has_plot=results.with_suffix(".png").exists())
+
+
+def test_recipe_runs_each_script_at_its_recipe_with_the_ladder_and_only_the_sizes_given(tmp_path):
+    pi0 = _pi0_run(tmp_path)
+    args = reproduce.parse_args(["--out", str(tmp_path), "--env", "household-compact", "--recipe", "paper",
+                                 "--inverse-demos", "500"])
+    assert args.eval_games == 100 and args.sft_epochs == 2.0 and args.only == reproduce.STEPS + reproduce.LADDER_STEPS
+    assert args.parts.endswith("benchmarks/parts/household-compact_paper")
+    assert args.results.endswith("benchmarks/results_household-compact_paper.md")
+    cmds = reproduce.seed_commands(2, args, pi0)
+    for script in ("agent_prm", "inverse_prm", "action_prm"):
+        cmd = cmds[script]
+        assert cmd[cmd.index("--recipe") + 1] == "paper" and cmd[cmd.index("--env") + 1] == "household-compact"
+        assert cmd[cmd.index("--eval-games") + 1] == "100"
+    assert "--train-tasks" not in cmds["agent_prm"] and "--train-tasks" not in cmds["inverse_prm"]
+    assert cmds["inverse_prm"][cmds["inverse_prm"].index("--demos") + 1] == "500"  # given: passed on
+    assert "--demos" not in cmds["action_prm"]
+    assert cmds["ladder_bon"][2] == str(tmp_path / "s2" / "agent_prm") and "--dpo-lr" in cmds["ladder_dpo"]
+    assert cmds["ladder_dpo"][cmds["ladder_dpo"].index("--out") + 1] == str(tmp_path / "s2" / "ladder_dpo")
+    hour = reproduce.parse_args(["--out", str(tmp_path)])
+    assert hour.parts is None and hour.only == reproduce.STEPS and hour.results.endswith("benchmarks/results.md")
+
+
+def test_parts_keep_the_small_result_files_and_the_tables_are_read_from_them(tmp_path):
+    out, parts = tmp_path / "runs", tmp_path / "parts"
+    run = out / "s3" / "agent_prm"
+    (run / "iter1" / "prm").mkdir(parents=True)
+    rows = {"π0": {"eval_in_distribution": _summary(40.0, 9.0, {})}}
+    (run / "summary.json").write_text(json.dumps({"rows": rows}))
+    (run / "args.json").write_text("{}")
+    (run / "iter1" / "prm" / "adapter_config.json").write_text("{}")  # not a result file: stays behind
+    (run / "rollouts.jsonl").write_text("{}\n")
+    ladder = out / "s3" / "ladder_bon"
+    ladder.mkdir(parents=True)
+    (ladder / "evals.json").write_text(json.dumps({"BoN(π0,Q^μ) N=4": {"eval_in_distribution": _summary(80.0, 7.0, {})}}))
+    args = reproduce.parse_args(["--out", str(out), "--parts", str(parts), "--recipe", "paper", "--seeds", "1"])
+    reproduce.keep(args, run)
+    reproduce.keep(args, ladder)
+    kept = sorted(str(f.relative_to(parts)) for f in parts.rglob("*") if f.is_file())
+    assert kept == ["s3/agent_prm/args.json", "s3/agent_prm/summary.json", "s3/ladder_bon/evals.json"]
+    import shutil
+
+    shutil.rmtree(out)  # a clean checkout: only the committed parts
+    markdown = reproduce.aggregate(args)  # every seed in --parts, not --seeds
+    assert "(seeds 3;" in markdown and "| π0 | 1 | 40.0 | 9.0 |" in markdown
+    assert "## The oracle ladder on each seed's AgentPRM run" in markdown and "| BoN(π0,Q^μ) N=4 | 1 | 80.0 |" in markdown
+
+
+def test_recipe_refuses_the_hour_sizes_and_the_ladder_needs_the_recipe(capsys):
+    import pytest
+
+    for argv in (["--recipe", "paper", "--full"], ["--recipe", "paper", "--quick"], ["--only", "ladder_bon"]):
+        with pytest.raises(SystemExit) as e:
+            reproduce.parse_args(argv)
+        assert e.value.code == 2, argv
+    assert "run with --recipe paper only" in capsys.readouterr().err

@@ -174,14 +174,15 @@ def clone_pi0(args: argparse.Namespace) -> Path:
 
 def keep(args: argparse.Namespace, run: Path) -> None:
     """With --parts: copy the small result files of a finished run folder (the KEPT_FILES at any depth in it) to
-    the same place under --parts, where the tables are read from."""
+    the same place under --parts, where the tables are read from. They are committed, so the paths they hold are
+    made relative to the repository root (no machine's absolute paths)."""
     if not args.parts:
         return
     for f in run.rglob("*.json"):
         if f.name in KEPT_FILES:
             target = Path(args.parts) / f.relative_to(Path(args.out))
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(f.read_text())
+            target.write_text(f.read_text().replace(f"{ROOT}/", ""))
 
 
 def seed_commands(seed: int, args: argparse.Namespace, pi0_run: Path) -> dict[str, list[str]]:

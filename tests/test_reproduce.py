@@ -184,7 +184,7 @@ def test_parts_keep_the_small_result_files_and_the_tables_are_read_from_them(tmp
     (run / "iter1" / "prm").mkdir(parents=True)
     rows = {"π0": {"eval_in_distribution": _summary(40.0, 9.0, {})}}
     (run / "summary.json").write_text(json.dumps({"rows": rows}))
-    (run / "args.json").write_text("{}")
+    (run / "args.json").write_text(json.dumps({"out": str(reproduce.ROOT / "runs" / "x")}))  # committed: relative
     (run / "iter1" / "prm" / "adapter_config.json").write_text("{}")  # not a result file: stays behind
     (run / "rollouts.jsonl").write_text("{}\n")
     ladder = out / "s3" / "ladder_bon"
@@ -195,6 +195,7 @@ def test_parts_keep_the_small_result_files_and_the_tables_are_read_from_them(tmp
     reproduce.keep(args, ladder)
     kept = sorted(str(f.relative_to(parts)) for f in parts.rglob("*") if f.is_file())
     assert kept == ["s3/agent_prm/args.json", "s3/agent_prm/summary.json", "s3/ladder_bon/evals.json"]
+    assert json.loads((parts / "s3" / "agent_prm" / "args.json").read_text()) == {"out": "runs/x"}
     import shutil
 
     shutil.rmtree(out)  # a clean checkout: only the committed parts

@@ -20,7 +20,8 @@ default demonstrations and rollouts).
 --recipe paper runs every script at its official recipe (each script's `--recipe paper`) on --env (the compact
 preset, `household-compact`, is the one the recipes fit on 2 cores): π0 cloned on 2,000 expert games for 2 epochs,
 100 games per evaluation split, and two rungs of benchmarks/oracle_ladder.py per seed (ladder_bon: BoN(π0, Q^μ) for
-N in --bon-n; ladder_dpo: Stage 3 against Q^μ at the AgentPRM run's settings). One seed takes ~4 hours of one core,
+N in --bon-n; ladder_dpo: Stage 3 against Q^μ at the AgentPRM run's settings). One seed is about 5 hours of one
+core (seed 1, one thread per job: AgentPRM 127 minutes, InversePRM 101, Action-PRM ~50, the curve 9, ladder_bon 6),
 so it runs in parts (`--seeds S --only STEP ...`, any number of sessions): after each job its small result files
 (args.json, summary.json, evals.json, ladder.json) are copied to --parts (benchmarks/parts/<env>_paper), which is
 committed, and the tables are made from there, so `--no-run` re-makes them from a clean checkout.

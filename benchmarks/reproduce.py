@@ -388,13 +388,19 @@ def aggregate(args: argparse.Namespace) -> str:
     curves = curve_points(seed_dirs)
     if curves:
         lines += ["## Best-of-N scaling, BoN(π0, Q0) on eval_in_distribution (Fig. 2b shape)", "",
-                  "N = 1 is π0 sampled at the Best-of-N temperature without the PRM; N = 4 is the AgentPRM run's "
-                  "BoN(π0,Q0) row.", "",
+                  "N = 1 is π0 sampled at the Best-of-N temperature without the PRM; every N evaluates π0 and Q0 "
+                  "of the seed's AgentPRM run again (the curve step; a seed without it: the run's own BoN(π0,Q0) "
+                  "rows).", "",
                   "| N | " + " | ".join(str(n) for n in sorted(curves)) + " |",
                   "|---|" + "---|" * len(curves),
                   "| success % | " + " | ".join(cell(curves[n]) for n in sorted(curves)) + " |", ""]
 
-    ladder = {name: by_split for step in LADDER_STEPS for name, by_split in rows_of(seed_dirs, step).items()}
+    # Both rungs evaluate π0 again, each on its own samples: a row both steps write (π0) is named by its step,
+    # so neither replaces the other.
+    by_step = {step: rows_of(seed_dirs, step) for step in LADDER_STEPS}
+    shared = {name for a in LADDER_STEPS for b in LADDER_STEPS if a < b for name in by_step[a].keys() & by_step[b].keys()}
+    ladder = {(f"{name} ({step})" if name in shared else name): by_split
+              for step, rows in by_step.items() for name, by_split in rows.items()}
     if ladder:
         lines += ["## The oracle ladder on each seed's AgentPRM run", "",
                   "Q^μ(s, a) = r + γ V^expert(s'), the household expert played on from s' (benchmarks/oracle_ladder.py): "
@@ -403,7 +409,8 @@ def aggregate(args: argparse.Namespace) -> str:
         lines += table(ladder, splits, task_types)
 
     lines += ["## InversePRM (Table 2 shape)", "", "All rows start from the same π0 as AgentPRM; SFT is π0 fine-tuned "
-              "on the same demonstrations InversePRM learns from.", ""]
+              "on the same demonstrations InversePRM learns from. As in the paper's Fig. 5, Q_j is the PRM trained "
+              "on π_j's rollouts (Alg. 2 calls it Q_{j+1}).", ""]
     lines += table(rows_of(seed_dirs, "inverse_prm"), splits, task_types)
     action_rows = rows_of(seed_dirs, "action_prm")
     lines += ["## Action-PRM", ""] + (table(action_rows, splits, task_types) if action_rows else ["Not run.", ""])

@@ -187,14 +187,17 @@ def test_parts_keep_the_small_result_files_and_the_tables_are_read_from_them(tmp
     (run / "args.json").write_text(json.dumps({"out": str(reproduce.ROOT / "runs" / "x")}))  # committed: relative
     (run / "iter1" / "prm" / "adapter_config.json").write_text("{}")  # not a result file: stays behind
     (run / "rollouts.jsonl").write_text("{}\n")
-    ladder = out / "s3" / "ladder_bon"
-    ladder.mkdir(parents=True)
-    (ladder / "evals.json").write_text(json.dumps({"BoN(π0,Q^μ) N=4": {"eval_in_distribution": _summary(80.0, 7.0, {})}}))
+    ladder_rows = {"ladder_bon": {"π0": 50.0, "BoN(π0,Q^μ) N=4": 80.0}, "ladder_dpo": {"π0": 55.0, "π1 vs Q^μ (x)": 60.0}}
+    for step, successes in ladder_rows.items():  # both rungs evaluate π0 again, each with its own samples
+        (out / "s3" / step).mkdir(parents=True)
+        (out / "s3" / step / "evals.json").write_text(json.dumps(
+            {name: {"eval_in_distribution": _summary(success, 7.0, {})} for name, success in successes.items()}))
     args = reproduce.parse_args(["--out", str(out), "--parts", str(parts), "--recipe", "paper", "--seeds", "1"])
-    reproduce.keep(args, run)
-    reproduce.keep(args, ladder)
+    for folder in (run, out / "s3" / "ladder_bon", out / "s3" / "ladder_dpo"):
+        reproduce.keep(args, folder)
     kept = sorted(str(f.relative_to(parts)) for f in parts.rglob("*") if f.is_file())
-    assert kept == ["s3/agent_prm/args.json", "s3/agent_prm/summary.json", "s3/ladder_bon/evals.json"]
+    assert kept == ["s3/agent_prm/args.json", "s3/agent_prm/summary.json", "s3/ladder_bon/evals.json",
+                    "s3/ladder_dpo/evals.json"]
     assert json.loads((parts / "s3" / "agent_prm" / "args.json").read_text()) == {"out": "runs/x"}
     import shutil
 
@@ -202,6 +205,8 @@ def test_parts_keep_the_small_result_files_and_the_tables_are_read_from_them(tmp
     markdown = reproduce.aggregate(args)  # every seed in --parts, not --seeds
     assert "(seeds 3;" in markdown and "| π0 | 1 | 40.0 | 9.0 |" in markdown
     assert "## The oracle ladder on each seed's AgentPRM run" in markdown and "| BoN(π0,Q^μ) N=4 | 1 | 80.0 |" in markdown
+    assert "| π0 (ladder_bon) | 1 | 50.0 |" in markdown and "| π0 (ladder_dpo) | 1 | 55.0 |" in markdown
+    assert "| π1 vs Q^μ (x) | 1 | 60.0 |" in markdown
 
 
 def test_recipe_refuses_the_hour_sizes_and_the_ladder_needs_the_recipe(capsys):

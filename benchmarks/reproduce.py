@@ -398,7 +398,7 @@ def aggregate(args: argparse.Namespace) -> str:
     # Both rungs evaluate π0 again, each on its own samples: a row both steps write (π0) is named by its step,
     # so neither replaces the other.
     by_step = {step: rows_of(seed_dirs, step) for step in LADDER_STEPS}
-    shared = {name for a in LADDER_STEPS for b in LADDER_STEPS if a < b for name in by_step[a].keys() & by_step[b].keys()}
+    shared = set.intersection(*(set(rows) for rows in by_step.values()))  # names both rungs write
     ladder = {(f"{name} ({step})" if name in shared else name): by_split
               for step, rows in by_step.items() for name, by_split in rows.items()}
     if ladder:

@@ -7,10 +7,11 @@ starting from that π0 (each script a job; `--jobs` jobs side by side, each with
   3. action_prm.py                   with its two SFT baselines and held-out likelihoods
   4. the N-scaling curve of Fig. 2b: BoN(π0, Q0) for N in --bon-n on the validation split (N = 1 is π0
      sampled at the Best-of-N temperature, no PRM); it waits for that seed's AgentPRM run
-Then it aggregates mean ± std over seeds into benchmarks/results.md (Table-1/Table-2-shaped), draws
-benchmarks/results.png (success vs N and vs iteration; needs matplotlib, skipped without it) and writes a
-summary of them into README.md between the `<!-- results:begin -->` / `<!-- results:end -->` markers (success %
-of every row, the Best-of-N curve, the held-out likelihoods; made from results.md alone, see readme_summary).
+Then it aggregates mean ± std over seeds into benchmarks/results.md (Table-1/Table-2-shaped) and draws
+benchmarks/results.png (success vs N and vs iteration; needs matplotlib, skipped without it). The tables of
+`--env household-compact --recipe paper` (results_household-compact_paper.md) are the README's results: their
+summary is written into README.md between the `<!-- results:begin -->` / `<!-- results:end -->` markers (success %
+of every row, the Best-of-N curves, the held-out likelihoods; made from that file alone, see readme_summary).
 
 Sizes: the defaults fit about an hour on 2 cores (π0 cloned for 1.5 epochs, 20 games per evaluation split,
 AgentPRM's Stage 1 on 16 games, InversePRM on 64 demonstrations and 24 rollout games, Action-PRM on 16
@@ -62,6 +63,9 @@ LADDER_STEPS = ["ladder_bon", "ladder_dpo"]  # --recipe paper only: the oracle l
 # evaluation split (the issue's ≥ 100; one evaluation of 100 games moves by about ±5 points).
 RECIPE_SIZES = {"--sft-epochs": 2.0, "--eval-games": 100}
 KEPT_FILES = {"args.json", "summary.json", "evals.json", "ladder.json"}  # what --parts keeps of a run folder
+# The tables README.md's results block is made from: the official recipes on the compact preset, where the recipes
+# fit on 2 cores (the hour's default sizes are 1/100 of the recipes' data and show nothing either way).
+README_RESULTS = ROOT / "benchmarks" / "results_household-compact_paper.md"
 # (flag, default: about an hour on 2 cores, --full: the earlier tables' size, what it sets). The full values
 # are the scripts' own defaults, except --eval-games (the scripts': 50).
 SIZES = [
@@ -100,14 +104,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", help="folder of the per-seed run folders (default: runs/reproduce, with --recipe "
                    "runs/reproduce_<env>_<recipe>)")
     p.add_argument("--results", help="the Markdown tables written (default: benchmarks/results.md, with --recipe "
-                   "benchmarks/results_<env>_<recipe>.md; README.md's results block comes from the former only)")
+                   "benchmarks/results_<env>_<recipe>.md; README.md's results block comes from "
+                   f"{shown(README_RESULTS)} only)")
     p.add_argument("--only", nargs="+", choices=STEPS + LADDER_STEPS, help="run only these steps of each seed's "
                    "pipeline (default: all; the ladder's with --recipe only); the rest is still aggregated if present")
     p.add_argument("--no-bon-rows", action="store_true", help="AgentPRM and InversePRM without their Best-of-N "
                    "rows (--bon-n 0): each costs ~N policy evaluations; the curve step still runs BoN")
     p.add_argument("--no-run", action="store_true", help="only aggregate the run folders already in --out "
                    "(with --parts: the parts there)")
-    p.add_argument("--no-readme", action="store_true", help="do not copy the tables into README.md")
+    p.add_argument("--no-readme", action="store_true", help="do not copy the tables into README.md (only "
+                   f"{README_RESULTS.name} is copied)")
     p.add_argument("--bon-curve", metavar="RUN", help=argparse.SUPPRESS)  # internal: one BoN curve, in a subprocess
     args = p.parse_args(argv)
     args.given_sizes = [flag for flag, *_ in SIZES if getattr(args, flag[2:].replace("-", "_")) is not None]
@@ -402,7 +408,7 @@ def aggregate(args: argparse.Namespace) -> str:
     ladder = {(f"{name} ({step})" if name in shared else name): by_split
               for step, rows in by_step.items() for name, by_split in rows.items()}
     if ladder:
-        lines += ["## The oracle ladder on each seed's AgentPRM run", "",
+        lines += ["## Oracle ladder (Q^μ, on each seed's AgentPRM run)", "",
                   "Q^μ(s, a) = r + γ V^expert(s'), the household expert played on from s' (benchmarks/oracle_ladder.py): "
                   "Best-of-N with it, and Stage 3 against it at the run's own settings; π0 is evaluated again with "
                   "the ladder's samples.", ""]
@@ -451,13 +457,18 @@ def plot(args: argparse.Namespace, png: Path) -> bool:
 
     _, seed_dirs = seed_folders(args)
     fig, (ax_n, ax_i) = plt.subplots(1, 2, figsize=(9, 3.5))
-    curves = curve_points(seed_dirs)
-    if curves:
-        ns = sorted(curves)
-        means, stds = zip(*(mean_std(curves[n]) for n in ns))
-        ax_n.errorbar(ns, means, yerr=stds, marker="o", capsize=3)
-        ax_n.set_xscale("log", base=2)
-    ax_n.set(xlabel="N (Best-of-N)", ylabel="success % (eval_in_distribution)", title="BoN(π0, Q0)")
+    oracle = {int(name.split("N=")[1]): [s["success"] for s in row.get("eval_in_distribution", [])]
+              for name, row in rows_of(seed_dirs, "ladder_bon").items() if name.startswith("BoN(π0,Q^μ) N=")}
+    for label, curves in (("Q0 (learned)", curve_points(seed_dirs)), ("Q^μ (exact, the oracle ladder)", oracle)):
+        ns = sorted(n for n in curves if curves[n])
+        if ns:
+            means, stds = zip(*(mean_std(curves[n]) for n in ns))
+            ax_n.errorbar(ns, means, yerr=stds, marker="o", capsize=3, label=label)
+            ax_n.set_xscale("log", base=2)
+            ax_n.set_xticks(ns, [str(n) for n in ns])
+    ax_n.set(xlabel="N (Best-of-N)", ylabel="success % (eval_in_distribution)", title="BoN(π0, Q)")
+    if oracle:
+        ax_n.legend(fontsize=8)
     rows = rows_of(seed_dirs, "agent_prm")
     policies = sorted((n for n in rows if n.startswith("π")), key=lambda n: int(n[1:]))
     for split in ("eval_in_distribution", "eval_out_of_distribution"):
@@ -465,7 +476,7 @@ def plot(args: argparse.Namespace, png: Path) -> bool:
         if points:
             ax_i.errorbar(range(len(points)), [m for m, _ in points], yerr=[s for _, s in points], marker="o",
                           capsize=3, label=split)
-    ax_i.set(xlabel="AgentPRM iteration i (policy π_i)", ylabel="success %", title="π_i",
+    ax_i.set(xlabel="AgentPRM iteration i (policy π_i)", ylabel="success %", title="AgentPRM π_i",
              xticks=range(len(policies)))
     ax_i.legend(fontsize=8)
     fig.tight_layout()
@@ -473,9 +484,9 @@ def plot(args: argparse.Namespace, png: Path) -> bool:
     return True
 
 
-def readme_summary(markdown: str, has_plot: bool) -> str:
-    """The README's results block, made from results.md's Markdown alone, so the committed block can be checked
-    against the committed results.md: its header lines; one table of every row's success % per split (the
+def readme_summary(markdown: str, has_plot: bool, results: str = "benchmarks/results.md") -> str:
+    """The README's results block, made from the Markdown of `results` (a path from the repository root) alone,
+    so the committed block can be checked against the committed file: its header lines; one table of every row's success % per split (the
     #actions and per-task-type columns stay in results.md); every other table (the Best-of-N curve, the held-out
     likelihoods) with its section's title and note; the plot."""
     intro: list[str] = []
@@ -503,7 +514,7 @@ def readme_summary(markdown: str, has_plot: bool) -> str:
     splits = list(dict.fromkeys(sp for sec in sections.values() for row in sec["success"].values() for sp in row))
     notes = " ".join(note for sec in sections.values() if sec["success"] for note in sec["notes"])
     lines = [" ".join(line for line in intro if line.strip()), "",
-             f"Success % (mean ± std over seeds) of every row; [`benchmarks/results.md`](benchmarks/results.md) has "
+             f"Success % (mean ± std over seeds) of every row; [`{results}`]({results}) has "
              f"every table, with the number of actions and the success per task type. {notes}".strip(), "",
              "| algorithm | row | " + " | ".join(splits) + " |", "|---|---|" + "---|" * len(splits)]
     for title, sec in sections.items():
@@ -516,11 +527,11 @@ def readme_summary(markdown: str, has_plot: bool) -> str:
             note = body.pop(0) if sec["success"] and not body[0].startswith("|") else " ".join(sec["notes"])
             lines += ["", f"**{title}.** {note}".strip(), "", "\n".join(body).strip()]
     if has_plot:
-        lines += ["", "![success vs N and vs iteration](benchmarks/results.png)"]
+        lines += ["", f"![success vs N and vs iteration]({Path(results).with_suffix('.png')})"]
     return "\n".join(lines).strip()
 
 
-def update_readme(markdown: str, has_plot: bool) -> None:
+def update_readme(markdown: str, has_plot: bool, results: str) -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
     begin, end = "<!-- results:begin -->", "<!-- results:end -->"
@@ -528,7 +539,8 @@ def update_readme(markdown: str, has_plot: bool) -> None:
         print(f"README.md has no {begin} ... {end} markers: not updated")
         return
     head, rest = text.split(begin, 1)
-    readme.write_text(head + begin + "\n" + readme_summary(markdown, has_plot) + "\n" + end + rest.split(end, 1)[1])
+    readme.write_text(head + begin + "\n" + readme_summary(markdown, has_plot, results) + "\n" + end +
+                      rest.split(end, 1)[1])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -550,8 +562,8 @@ def main(argv: list[str] | None = None) -> None:
     results = Path(args.results)
     results.write_text(markdown + "\n")
     has_plot = plot(args, results.with_suffix(".png"))
-    if not args.no_readme and not args.quick and not args.recipe:
-        update_readme(markdown, has_plot)
+    if not args.no_readme and not args.quick and results.resolve() == README_RESULTS:
+        update_readme(markdown, has_plot, shown(results))
     print(markdown)
     print(f"\nwrote {results}" + (f" and {results.with_suffix('.png')}" if has_plot else ""))
 

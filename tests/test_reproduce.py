@@ -131,7 +131,8 @@ def test_readme_block_summarises_results_between_the_markers(tmp_path, monkeypat
              "heldout_likelihood": {"π0": {"inferred": -0.5 * seed, "steps": 57}}}))
     markdown = reproduce.aggregate(reproduce.parse_args(["--out", str(tmp_path), "--seeds", "1", "2"]))
     std = math.sqrt(50.0)
-    block = reproduce.readme_summary(markdown, has_plot=True)
+    block = reproduce.readme_summary(markdown, has_plot=True, results="benchmarks/r.md")
+    assert "[`benchmarks/r.md`](benchmarks/r.md) has every table" in block
     assert "| algorithm | row | eval_in_distribution | eval_out_of_distribution |" in block
     assert f"| AgentPRM | π0 | 15.0 ± {std:.1f} | 35.0 ± {std:.1f} |" in block
     assert f"|  | π1 | 35.0 ± {std:.1f} | – |" in block  # no out-of-distribution row
@@ -140,21 +141,34 @@ def test_readme_block_summarises_results_between_the_markers(tmp_path, monkeypat
     assert f"| success % | 15.0 ± {std:.1f} |" in block
     assert f"| Action-PRM | Action-PRM π1 | 35.0 ± {std:.1f} | – |" in block
     assert "**Action-PRM.** Held-out action log-likelihood" in block and "| π0 | – | -0.750 ± 0.354 |" in block
-    assert block.endswith("![success vs N and vs iteration](benchmarks/results.png)")
+    assert block.endswith("![success vs N and vs iteration](benchmarks/r.png)")
 
     monkeypatch.setattr(reproduce, "ROOT", tmp_path)  # update_readme rewrites ROOT/README.md between the markers
     (tmp_path / "README.md").write_text("# top\n\n<!-- results:begin -->\nold\n<!-- results:end -->\n\n## next\n")
-    reproduce.update_readme(markdown, has_plot=True)
+    reproduce.update_readme(markdown, has_plot=True, results="benchmarks/r.md")
     assert (tmp_path / "README.md").read_text() == \
         f"# top\n\n<!-- results:begin -->\n{block}\n<!-- results:end -->\n\n## next\n"
 
 
 def test_the_committed_readme_block_is_made_from_the_committed_results():
-    """What `python benchmarks/reproduce.py` writes into README.md depends on benchmarks/results.md alone."""
+    """What reproduce.py writes into README.md depends on the committed recipe tables alone."""
     readme = (ROOT / "README.md").read_text()
     block = readme.split("<!-- results:begin -->\n", 1)[1].split("\n<!-- results:end -->", 1)[0]
-    results = ROOT / "benchmarks" / "results.md"
-    assert block == reproduce.readme_summary(results.read_text(), has_plot=results.with_suffix(".png").exists())
+    results = reproduce.README_RESULTS
+    assert block == reproduce.readme_summary(results.read_text(), has_plot=results.with_suffix(".png").exists(),
+                                             results=reproduce.shown(results))
+
+
+def test_only_the_recipe_tables_go_into_the_readme(tmp_path, monkeypatch):
+    """The hour's default tables (results.md) are written but not copied into README.md; README_RESULTS is."""
+    copied = []
+    monkeypatch.setattr(reproduce, "update_readme", lambda markdown, has_plot, results: copied.append(results))
+    monkeypatch.setattr(reproduce, "plot", lambda args, png: False)
+    reproduce.main(["--no-run", "--out", str(tmp_path), "--results", str(tmp_path / "results.md")])
+    assert copied == [] and (tmp_path / "results.md").exists()
+    monkeypatch.setattr(reproduce, "README_RESULTS", tmp_path / "recipe.md")
+    reproduce.main(["--no-run", "--out", str(tmp_path), "--results", str(tmp_path / "recipe.md")])
+    assert copied == [str(tmp_path / "recipe.md")]
 
 
 def test_recipe_runs_each_script_at_its_recipe_with_the_ladder_and_only_the_sizes_given(tmp_path):
@@ -204,7 +218,7 @@ def test_parts_keep_the_small_result_files_and_the_tables_are_read_from_them(tmp
     shutil.rmtree(out)  # a clean checkout: only the committed parts
     markdown = reproduce.aggregate(args)  # every seed in --parts, not --seeds
     assert "(seeds 3;" in markdown and "| π0 | 1 | 40.0 | 9.0 |" in markdown
-    assert "## The oracle ladder on each seed's AgentPRM run" in markdown and "| BoN(π0,Q^μ) N=4 | 1 | 80.0 |" in markdown
+    assert "## Oracle ladder (Q^μ, on each seed's AgentPRM run)" in markdown and "| BoN(π0,Q^μ) N=4 | 1 | 80.0 |" in markdown
     assert "| π0 (ladder_bon) | 1 | 50.0 |" in markdown and "| π0 (ladder_dpo) | 1 | 55.0 |" in markdown
     assert "| π1 vs Q^μ (x) | 1 | 60.0 |" in markdown
 

@@ -66,6 +66,7 @@ KEPT_FILES = {"args.json", "summary.json", "evals.json", "ladder.json"}  # what 
 # The tables README.md's results block is made from: the official recipes on the compact preset, where the recipes
 # fit on 2 cores (the hour's default sizes are 1/100 of the recipes' data and show nothing either way).
 README_RESULTS = ROOT / "benchmarks" / "results_household-compact_paper.md"
+EVERY_SEED = "Every seed"  # the section of results.md with each seed's numbers; not copied into README.md
 # (flag, default: about an hour on 2 cores, --full: the earlier tables' size, what it sets). The full values
 # are the scripts' own defaults, except --eval-games (the scripts': 50).
 SIZES = [
@@ -331,6 +332,47 @@ def curve_points(seed_dirs: list[Path]) -> dict[int, list[float]]:
     return curves
 
 
+def ladder_rows(seed_dirs: list[Path], named_by: list[Path]) -> dict[str, dict[str, list[dict]]]:
+    """rows_of the oracle ladder's two rungs. Both evaluate π0 again, each on its own samples: a row both steps
+    write on any seed of named_by (π0) is named by its step, so neither replaces the other."""
+    shared = set.intersection(*(set(rows_of(named_by, step)) for step in LADDER_STEPS))  # names both rungs write
+    return {(f"{name} ({step})" if name in shared else name): by_split
+            for step in LADDER_STEPS for name, by_split in rows_of(seed_dirs, step).items()}
+
+
+def every_seed(seed_dirs: list[Path]) -> list[str]:
+    """One table of what the mean ± std are made of: every row's success on each seed, in / out of distribution,
+    the Best-of-N curve's points and Action-PRM's held-out marginal likelihood."""
+    splits = ("eval_in_distribution", "eval_out_of_distribution")
+    lines = [f"## {EVERY_SEED}", "", "Success %, in / out of distribution (–: not run); the curve in distribution; "
+             "Action-PRM's held-out marginal log p(x | s) in nats per action.", "",
+             "| algorithm | row | " + " | ".join(f"seed {d.name[1:]}" for d in seed_dirs) + " |",
+             "|---|---|" + "---|" * len(seed_dirs)]
+
+    def add(algorithm: str, per_seed: list[dict[str, str]]) -> None:
+        names = list(dict.fromkeys(name for cells in per_seed for name in cells))
+        lines.extend(f"| {algorithm if i == 0 else ''} | {name} | " + " | ".join(c.get(name, "–") for c in per_seed)
+                     + " |" for i, name in enumerate(names))
+
+    def success(rows: dict[str, dict[str, list[dict]]]) -> dict[str, str]:
+        return {name: " / ".join(f"{by_split[sp][0]['success']:.1f}" if by_split.get(sp) else "–" for sp in splits)
+                for name, by_split in rows.items()}
+
+    add("AgentPRM", [success(rows_of([d], "agent_prm")) for d in seed_dirs])
+    add("Best-of-N curve", [{f"BoN(π0,Q0) N={n}": f"{v[0]:.1f}" for n, v in sorted(curve_points([d]).items())}
+                            for d in seed_dirs])
+    add("Oracle ladder", [success(ladder_rows([d], seed_dirs)) for d in seed_dirs])
+    add("InversePRM", [success(rows_of([d], "inverse_prm")) for d in seed_dirs])
+    add("Action-PRM", [success(rows_of([d], "action_prm")) for d in seed_dirs])
+    marginals = []
+    for d in seed_dirs:
+        f = d / "action_prm" / "summary.json"
+        likelihood = json.loads(f.read_text()).get("heldout_likelihood", {}) if f.exists() else {}
+        marginals.append({f"{name}: marginal": f"{m['marginal']:.3f}" for name, m in likelihood.items() if "marginal" in m})
+    add("", marginals)
+    return lines + [""]
+
+
 def table(rows: dict[str, dict[str, list[dict]]], splits: list[str], task_types: list[str]) -> list[str]:
     short = {"pick_and_place": "pick", "pick_clean_then_place": "clean", "pick_heat_then_place": "heat",
              "pick_cool_then_place": "cool", "look_at_obj_in_light": "look", "pick_two_obj_and_place": "pick2"}
@@ -401,12 +443,7 @@ def aggregate(args: argparse.Namespace) -> str:
                   "|---|" + "---|" * len(curves),
                   "| success % | " + " | ".join(cell(curves[n]) for n in sorted(curves)) + " |", ""]
 
-    # Both rungs evaluate π0 again, each on its own samples: a row both steps write (π0) is named by its step,
-    # so neither replaces the other.
-    by_step = {step: rows_of(seed_dirs, step) for step in LADDER_STEPS}
-    shared = set.intersection(*(set(rows) for rows in by_step.values()))  # names both rungs write
-    ladder = {(f"{name} ({step})" if name in shared else name): by_split
-              for step, rows in by_step.items() for name, by_split in rows.items()}
+    ladder = ladder_rows(seed_dirs, seed_dirs)
     if ladder:
         lines += ["## Oracle ladder (Q^μ, on each seed's AgentPRM run)", "",
                   "Q^μ(s, a) = r + γ V^expert(s'), the household expert played on from s' (benchmarks/oracle_ladder.py): "
@@ -442,6 +479,8 @@ def aggregate(args: argparse.Namespace) -> str:
         lines += [f"| {name} | " + " | ".join(cell(m.get(k, []), 3) for k, _ in columns) + " |"
                   for name, m in likelihood.items()]
         lines.append("")
+    if len(seed_dirs) > 1:
+        lines += every_seed(seed_dirs)
     return "\n".join(lines)
 
 
@@ -486,9 +525,9 @@ def plot(args: argparse.Namespace, png: Path) -> bool:
 
 def readme_summary(markdown: str, has_plot: bool, results: str = "benchmarks/results.md") -> str:
     """The README's results block, made from the Markdown of `results` (a path from the repository root) alone,
-    so the committed block can be checked against the committed file: its header lines; one table of every row's success % per split (the
-    #actions and per-task-type columns stay in results.md); every other table (the Best-of-N curve, the held-out
-    likelihoods) with its section's title and note; the plot."""
+    so the committed block can be checked against the committed file: its header lines; one table of every row's
+    success % per split (the #actions and per-task-type columns stay in the file); every other table (the Best-of-N
+    curve, the held-out likelihoods) with its section's title and note, but not the EVERY_SEED section; the plot."""
     intro: list[str] = []
     sections: dict[str, dict] = {}  # title -> {"success": {row: {split: cell}}, "notes": [...], "other": [...]}
     section = split = None
@@ -496,6 +535,8 @@ def readme_summary(markdown: str, has_plot: bool, results: str = "benchmarks/res
         if line.startswith("## "):
             section, split = line[3:], None
             sections[section] = {"success": {}, "notes": [], "other": []}
+        elif section == EVERY_SEED:  # results.md only
+            continue
         elif section is None:
             intro.append(line)
         elif line.startswith("**") and "** (success %" in line:  # a table() of success rows follows

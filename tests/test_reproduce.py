@@ -131,7 +131,11 @@ def test_readme_block_summarises_results_between_the_markers(tmp_path, monkeypat
              "heldout_likelihood": {"π0": {"inferred": -0.5 * seed, "steps": 57}}}))
     markdown = reproduce.aggregate(reproduce.parse_args(["--out", str(tmp_path), "--seeds", "1", "2"]))
     std = math.sqrt(50.0)
+    # what the mean ± std are made of, seed by seed, in results.md only
+    assert "| AgentPRM | π0 | 10.0 / 30.0 | 20.0 / 40.0 |" in markdown and "|  | π1 | 30.0 / – | 40.0 / – |" in markdown
+    assert "| Best-of-N curve | BoN(π0,Q0) N=1 | 10.0 | 20.0 |" in markdown
     block = reproduce.readme_summary(markdown, has_plot=True, results="benchmarks/r.md")
+    assert "Every seed" not in block and "10.0 / 30.0" not in block
     assert "[`benchmarks/r.md`](benchmarks/r.md) has every table" in block
     assert "| algorithm | row | eval_in_distribution | eval_out_of_distribution |" in block
     assert f"| AgentPRM | π0 | 15.0 ± {std:.1f} | 35.0 ± {std:.1f} |" in block

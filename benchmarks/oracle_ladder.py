@@ -227,6 +227,9 @@ def expert_relabelled(env_at: Callable[[list[dict]], envs.TextEnv],
     return [(messages, envs.format_response(*env_at(messages).expert_action())) for messages in states]
 
 
+CHECK_MARGINS = (0.0, 0.02, 0.05, 0.1, 0.2)  # --prm-check: the PRM's DPO pairs kept at each Q-gap margin δ
+
+
 def prm_against_oracle(agent: common.AgentModel, args: agent_prm.Args, states: Sequence[list[dict]], score,
                        n_states: int, env_at: Callable[[list[dict]], envs.TextEnv]) -> dict:
     """Where a learned PRM departs from Q^μ: at n of Stage 3's states, π0's two samples (as Stage 3 draws them)
@@ -234,7 +237,9 @@ def prm_against_oracle(agent: common.AgentModel, args: agent_prm.Args, states: S
     separates, how many the PRM orders the same way, the other way, or ties; and how often the DPO pair each would
     make (agent_prm.dpo_pair) is the same. Beside the PRM, π0's own log-likelihood of each response (what a PRM
     that reads the action through the policy would start from), and, of the separated pairs where one action is
-    in the prompt's admissible list and the other is not, which one Q^μ, the PRM and π0 prefer."""
+    in the prompt's admissible list and the other is not, which one Q^μ, the PRM and π0 prefer. And, for each
+    δ of CHECK_MARGINS, the PRM's DPO pairs with a Q gap ≥ δ (what `--dpo-margin δ` keeps) and how Q^μ orders
+    their two responses: the same way, equal (mostly one action in two wordings), or the other way."""
     picked = random.Random(args.seed).sample(list(states), min(n_states, len(states)))
     common.set_seed(args.seed)
     with agent.role("policy"):
@@ -249,9 +254,18 @@ def prm_against_oracle(agent: common.AgentModel, args: agent_prm.Args, states: S
     counts = {"states": len(picked), "separated": 0, "same_order": 0, "reversed": 0, "prm_tie": 0,
               "same_dpo_pair": 0, "dpo_pairs_prm": 0, "dpo_pairs_oracle": 0, "logp_same": 0, "logp_reversed": 0,
               "admissibility_differs": 0, "q_mu_prefers_admissible": 0, "prm_prefers_admissible": 0,
-              "logp_prefers_admissible": 0}
+              "logp_prefers_admissible": 0,
+              "by_margin": {str(d): {"pairs": 0, "oracle_agrees": 0, "oracle_ties": 0, "oracle_reverses": 0}
+                            for d in CHECK_MARGINS}}
     for messages, group, (m0, m1), (p0, p1), (l0, l1) in zip(picked, samples, q_mu, q_prm, logp.tolist()):
         mine, theirs = agent_prm.dpo_pair(group, [p0, p1]), agent_prm.dpo_pair(group, [m0, m1])
+        if mine is not None:
+            oracle_gap = (m0 - m1) if mine[0] is group[0] else (m1 - m0)  # Q^μ(chosen) − Q^μ(rejected)
+            verdict = "oracle_agrees" if oracle_gap > 0 else "oracle_ties" if oracle_gap == 0 else "oracle_reverses"
+            for d in CHECK_MARGINS:
+                if mine[2] >= d:
+                    counts["by_margin"][str(d)]["pairs"] += 1
+                    counts["by_margin"][str(d)][verdict] += 1
         counts["dpo_pairs_prm"] += mine is not None
         counts["dpo_pairs_oracle"] += theirs is not None
         counts["same_dpo_pair"] += mine is not None and theirs is not None and mine[0] is theirs[0]
@@ -389,6 +403,11 @@ def print_prm_check(name: str, c: dict, temperature: float) -> None:
           f"in {c['admissibility_differs']} one action is in the admissible list and the other is not: Q^μ prefers "
           f"the admissible one in {c['q_mu_prefers_admissible']}, {name} in {c['prm_prefers_admissible']}, π0 in "
           f"{c['logp_prefers_admissible']}")
+    if "by_margin" in c:  # (absent in a prm_check.json written before it was counted)
+        print(f"  {name}'s DPO pairs with a Q gap ≥ δ (what --dpo-margin δ keeps) and Q^μ's order of their responses "
+              "(same / equal / reversed): " + "; ".join(
+                  f"δ {d}: {m['pairs']} ({m['oracle_agrees']} / {m['oracle_ties']} / {m['oracle_reverses']})"
+                  for d, m in c["by_margin"].items()))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -111,6 +111,12 @@ def test_prm_check_counts_the_pairs_the_prm_orders_as_q_mu_does(monkeypatch):
         assert counts["logp_same"] == 0 and counts["logp_reversed"] == 8
         assert counts["admissibility_differs"] == counts["q_mu_prefers_admissible"] == 8
         assert counts["prm_prefers_admissible"] == (8 if sign == 1 else 0) and counts["logp_prefers_admissible"] == 0
+        # every pair of the PRM's is kept at δ 0 and judged by Q^μ; larger margins keep fewer of them
+        kept = counts["by_margin"]
+        assert kept["0.0"] == {"pairs": 8, "oracle_agrees": 8 if sign == 1 else 0, "oracle_ties": 0,
+                               "oracle_reverses": 0 if sign == 1 else 8}
+        pairs = [kept[str(d)]["pairs"] for d in oracle_ladder.CHECK_MARGINS]
+        assert pairs == sorted(pairs, reverse=True) and pairs[-1] < 8
 
 
 def test_target_check_orders_stage1_pairs_by_q_hat_and_by_the_prm_against_q_mu(monkeypatch):

@@ -332,6 +332,12 @@ def curve_points(seed_dirs: list[Path]) -> dict[int, list[float]]:
     return curves
 
 
+def heldout_likelihood(seed_dir: Path) -> dict[str, dict]:
+    """{model: its held-out likelihood metrics} of one seed's Action-PRM run ({} when it has not finished)."""
+    f = seed_dir / "action_prm" / "summary.json"
+    return json.loads(f.read_text()).get("heldout_likelihood", {}) if f.exists() else {}
+
+
 def ladder_rows(seed_dirs: list[Path], named_by: list[Path]) -> dict[str, dict[str, list[dict]]]:
     """rows_of the oracle ladder's two rungs. Both evaluate π0 again, each on its own samples: a row both steps
     write on any seed of named_by (π0) is named by its step, so neither replaces the other."""
@@ -364,12 +370,8 @@ def every_seed(seed_dirs: list[Path]) -> list[str]:
     add("Oracle ladder", [success(ladder_rows([d], seed_dirs)) for d in seed_dirs])
     add("InversePRM", [success(rows_of([d], "inverse_prm")) for d in seed_dirs])
     add("Action-PRM", [success(rows_of([d], "action_prm")) for d in seed_dirs])
-    marginals = []
-    for d in seed_dirs:
-        f = d / "action_prm" / "summary.json"
-        likelihood = json.loads(f.read_text()).get("heldout_likelihood", {}) if f.exists() else {}
-        marginals.append({f"{name}: marginal": f"{m['marginal']:.3f}" for name, m in likelihood.items() if "marginal" in m})
-    add("", marginals)
+    add("", [{f"{name}: marginal": f"{m['marginal']:.3f}" for name, m in heldout_likelihood(d).items()
+               if "marginal" in m} for d in seed_dirs])
     return lines + [""]
 
 
@@ -459,12 +461,10 @@ def aggregate(args: argparse.Namespace) -> str:
     lines += ["## Action-PRM", ""] + (table(action_rows, splits, task_types) if action_rows else ["Not run.", ""])
     likelihood: dict[str, dict[str, list[float]]] = {}
     for d in seed_dirs:
-        f = d / "action_prm" / "summary.json"
-        if f.exists():
-            for name, metrics in json.loads(f.read_text()).get("heldout_likelihood", {}).items():
-                for k, v in metrics.items():
-                    if isinstance(v, (int, float)):
-                        likelihood.setdefault(name, {}).setdefault(k, []).append(float(v))
+        for name, metrics in heldout_likelihood(d).items():
+            for k, v in metrics.items():
+                if isinstance(v, (int, float)):
+                    likelihood.setdefault(name, {}).setdefault(k, []).append(float(v))
     if likelihood:
         # the columns of action_prm.py's own table, in its order (log p in nats per held-out action)
         columns = [("no_thought", "no thought"), ("inferred", "inferred z*"), ("marginal", "marginal"),
@@ -523,7 +523,7 @@ def plot(args: argparse.Namespace, png: Path) -> bool:
     return True
 
 
-def readme_summary(markdown: str, has_plot: bool, results: str = "benchmarks/results.md") -> str:
+def readme_summary(markdown: str, has_plot: bool, results: str) -> str:
     """The README's results block, made from the Markdown of `results` (a path from the repository root) alone,
     so the committed block can be checked against the committed file: its header lines; one table of every row's
     success % per split (the #actions and per-task-type columns stay in the file); every other table (the Best-of-N
